@@ -1,0 +1,109 @@
+// The octavo engine: continuous batching over a paged KV cache, one model, one device.
+// Requests go in as token ids with SamplingParams; step() runs one scheduler step and
+// returns the requests that finished in it. Everything here throws octavo::Error
+// subclasses (errors.h) on bad input, before any work starts.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "octavo/sampling_params.h"
+
+namespace octavo {
+
+struct EngineConfig {
+  std::string model_dir;             // HF layout: config.json + *.safetensors
+  std::string config_json;           // if non-empty, used instead of model_dir/config.json
+  std::string device = "cpu";        // "cpu" (CUDA arrives with its backend)
+  int32_t max_model_len = 0;         // 0: the model's max_position_embeddings
+  int32_t max_num_seqs = 256;
+  int32_t max_num_batched_tokens = 0;  // 0: max(8192, max_num_seqs)
+  int32_t block_size = 16;
+  int64_t kv_cache_memory_bytes = 0;   // 0: planned by the backend
+  bool enable_chunked_prefill = true;
+  int32_t max_logprobs = 20;
+  uint64_t seed = 0;
+  int32_t num_threads = 0;             // CPU threads; 0: all cores
+};
+
+enum class FinishReason { kNone, kStop, kLength, kAbort };
+
+// Logprobs at one output position: the sampled token, then the top N of the model's
+// raw distribution (before penalties and temperature), as vLLM reports them.
+struct PositionLogprobs {
+  int32_t sampled_token = -1;
+  float sampled_logprob = 0.0f;
+  int32_t sampled_rank = 0;            // 1-based rank in the raw distribution
+  std::vector<int32_t> top_tokens;     // rank 1..N
+  std::vector<float> top_logprobs;
+};
+
+struct RequestOutput {
+  uint64_t request_id = 0;
+  std::vector<int32_t> prompt_token_ids;
+  std::vector<int32_t> token_ids;         // generated tokens
+  std::vector<PositionLogprobs> logprobs; // one per generated token when requested
+  double cumulative_logprob = 0.0;        // sum of sampled tokens' raw logprobs, when requested
+  FinishReason finish_reason = FinishReason::kNone;
+  std::optional<int32_t> stop_token_id;   // the stop id (not EOS) that ended it
+  bool finished = false;
+};
+
+// What the model and the memory plan came to, for callers that validate input.
+struct EngineInfo {
+  std::string architecture;
+  int32_t vocab_size = 0;
+  int32_t max_model_len = 0;
+  int32_t max_num_seqs = 0;
+  int32_t max_num_batched_tokens = 0;
+  int32_t block_size = 0;
+  int32_t num_kv_blocks = 0;
+  int64_t kv_cache_bytes = 0;
+  int64_t weight_bytes = 0;
+  std::vector<int32_t> eos_token_ids;
+  std::string device;
+};
+
+// Counters since construction.
+struct EngineStats {
+  int64_t num_steps = 0;
+  int64_t num_preemptions = 0;
+  int64_t num_prompt_tokens_computed = 0;  // includes recomputation after preemption
+  int64_t num_generated_tokens = 0;
+  int32_t num_running = 0;
+  int32_t num_waiting = 0;
+  int32_t num_free_blocks = 0;
+};
+
+class Engine {
+ public:
+  explicit Engine(const EngineConfig& config);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request. Throws InvalidArgument for a duplicate id, an empty prompt,
+  // a token outside the vocabulary, a prompt longer than max_model_len, or bad params.
+  void add_request(uint64_t request_id, std::vector<int32_t> prompt_token_ids,
+                   const SamplingParams& params);
+
+  // One scheduler step; returns the requests that finished (or were aborted) since the last call.
+  std::vector<RequestOutput> step();
+
+  // Removes a queued or running request and frees its blocks; step() reports it with kAbort.
+  // Returns false if the id is unknown (already finished, say).
+  bool abort(uint64_t request_id);
+
+  bool has_unfinished() const;
+  const EngineInfo& info() const;
+  EngineStats stats() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace octavo

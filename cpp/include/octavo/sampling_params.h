@@ -1,0 +1,32 @@
+// Per-request sampling settings, with vLLM's names and defaults. The engine checks them
+// with validate() when a request is added.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace octavo {
+
+struct SamplingParams {
+  float temperature = 1.0f;         // 0 means greedy
+  float top_p = 1.0f;               // (0, 1]
+  int32_t top_k = 0;                // 0 or -1: disabled
+  float min_p = 0.0f;               // [0, 1]
+  float presence_penalty = 0.0f;    // [-2, 2], on output tokens
+  float frequency_penalty = 0.0f;   // [-2, 2], on output tokens
+  float repetition_penalty = 1.0f;  // > 0, on prompt and output tokens
+  std::optional<uint64_t> seed;     // per-request stream; the engine seed otherwise
+  int32_t max_tokens = 16;          // >= 1
+  int32_t min_tokens = 0;           // EOS and stop ids are masked until reached
+  bool ignore_eos = false;
+  std::vector<int32_t> stop_token_ids;
+  int32_t logprobs = -1;            // -1: none; N >= 0: sampled token plus top N
+
+  // Throws InvalidArgument naming the field, its value and the allowed range.
+  void validate(int32_t vocab_size, int32_t max_logprobs) const;
+
+  bool is_greedy() const { return temperature < 1e-5f; }
+};
+
+}  // namespace octavo

@@ -1,0 +1,124 @@
+// The Backend interface: buffers, copies, GEMM and the fused ops the decoder forward needs.
+// The model is written once against it (model/decoder.cc); the CPU backend
+// (backend/cpu/) is the reference and CI path, the CUDA backend lives in cuda/backend/.
+// Index arrays (token ids, positions, slots, block tables) are device pointers of the
+// backend; on the CPU they are plain host pointers.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace octavo {
+
+// Everything paged attention needs to find each row's queries and its cached keys/values.
+// Rows are sequences; query tokens of all rows are packed along dim 0 of q.
+struct AttentionMetadata {
+  int32_t num_seqs = 0;
+  const int32_t* query_start_loc = nullptr;  // [num_seqs + 1] offsets into the packed queries
+  const int32_t* seq_lens = nullptr;         // [num_seqs] context length after this step's tokens
+  const int32_t* block_tables = nullptr;     // [num_seqs, max_blocks_per_seq] physical block ids
+  int32_t max_blocks_per_seq = 0;
+  int32_t max_query_len = 0;
+  int32_t max_seq_len = 0;
+};
+
+// Rope parameters, already resolved from the HF config (llama3 scaling applied by the caller).
+struct RopeTable {
+  Tensor cos_sin;  // [max_position, head_dim]: cos for the first head_dim/2 columns, sin after
+};
+
+// One row of a sampling batch: settings already resolved by the Sampler (sampling/).
+struct SamplingRow {
+  float temperature = 1.0f;  // < 1e-5: greedy
+  int32_t top_k = 0;         // <= 0: off
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  float repetition_penalty = 1.0f;
+  uint64_t seed = 0;           // with draw_index: the counter-based random stream
+  uint64_t draw_index = 0;     // index of the output token being drawn
+  int32_t num_logprobs = -1;   // -1: none; N: top N of the raw distribution (plus sampled)
+  // Host-side token history for penalties: prompt_tokens feed only the repetition penalty.
+  const int32_t* prompt_tokens = nullptr;
+  int32_t num_prompt_tokens = 0;
+  const int32_t* output_tokens = nullptr;
+  int32_t num_output_tokens = 0;
+  // Tokens whose logits are set to -inf (EOS and stop ids while min_tokens is not reached).
+  std::vector<int32_t> banned_tokens;
+};
+
+struct SampleResult {
+  int32_t token = -1;
+  float logprob = 0.0f;  // raw logprob of the sampled token (only when num_logprobs >= 0)
+  int32_t rank = 0;      // its 1-based rank in the raw distribution (only when asked)
+  std::vector<int32_t> top_tokens;
+  std::vector<float> top_logprobs;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;
+  // The dtype activations, weights and the KV cache are stored in.
+  virtual DType compute_dtype() const = 0;
+
+  // Memory. allocate() never zero-fills unless asked.
+  virtual Buffer allocate(size_t bytes, bool zero = false) = 0;
+  // Uploads a host float tensor, converting to compute_dtype().
+  virtual Buffer upload(const HostTensor& host) = 0;
+  virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+  // Bytes the KV cache may take when the user did not say (the memory plan).
+  virtual int64_t default_kv_cache_bytes(int64_t bytes_needed_for_all_seqs) const = 0;
+
+  // y[m, n] = x[m, k] . w[n, k]^T (+ bias[n])
+  virtual void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+
+  // out[i, :] = table[ids[i], :]
+  virtual void embedding(const Tensor& table, const int32_t* ids, Tensor& out) = 0;
+
+  // out = x / rms(x) * w over the last dim; x and out may alias. Works on [rows, dim] views
+  // and on [rows, heads, dim] views (per-head norm, Qwen3's q/k norm).
+  virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out) = 0;
+
+  // residual += delta; out = rms_norm(residual) * w.
+  virtual void add_rms_norm(Tensor& residual, const Tensor& delta, const Tensor& w, float eps,
+                            Tensor& out) = 0;
+
+  // Rotates q [tokens, q_heads, head_dim] and k [tokens, kv_heads, head_dim] in place,
+  // HF "rotate_half" (NeoX) layout, at positions[tokens].
+  virtual void rope(Tensor& q, Tensor& k, const int32_t* positions, const RopeTable& table) = 0;
+
+  // Writes k, v [tokens, kv_heads, head_dim] to the caches [num_blocks, block_size, kv_heads,
+  // head_dim] at slot_mapping[tokens] (slot = block * block_size + offset).
+  virtual void write_kv_cache(const Tensor& k, const Tensor& v, const int64_t* slot_mapping,
+                              Tensor& k_cache, Tensor& v_cache) = 0;
+
+  // Causal attention of q [tokens, q_heads, head_dim] over each row's cached keys/values
+  // (this step's included). sliding_window > 0 limits each query to the last
+  // sliding_window positions (its own included). out: [tokens, q_heads, head_dim].
+  virtual void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                               const AttentionMetadata& meta, float scale, int32_t sliding_window,
+                               Tensor& out) = 0;
+
+  // out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i]; gate_up: [tokens, 2 * inter].
+  virtual void silu_mul(const Tensor& gate_up, Tensor& out) = 0;
+
+  // out[i, :] = x[index[i], :]
+  virtual void gather_rows(const Tensor& x, const int32_t* index, Tensor& out) = 0;
+
+  // Samples one token per row of logits [rows, vocab] (float32, modified in place).
+  virtual std::vector<SampleResult> sample(Tensor& logits, const std::vector<SamplingRow>& rows) = 0;
+};
+
+// The CPU backend (float32). num_threads 0: all cores.
+std::unique_ptr<Backend> make_cpu_backend(int32_t num_threads);
+
+}  // namespace octavo

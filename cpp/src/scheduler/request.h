@@ -1,0 +1,38 @@
+// Request: one prompt's life in the engine. Its computed-token count catches up with its
+// token count (prompt plus generated); there is no separate prefill or decode phase.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "octavo/engine.h"
+#include "octavo/sampling_params.h"
+
+namespace octavo {
+
+enum class RequestStatus { kWaiting, kRunning, kFinished };
+
+struct Request {
+  uint64_t id = 0;
+  uint64_t arrival = 0;                 // FCFS order; kept across preemption
+  std::vector<int32_t> token_ids;       // prompt, then generated tokens
+  int32_t num_prompt_tokens = 0;
+  int64_t num_computed_tokens = 0;      // tokens whose K/V sit in the cache
+  RequestStatus status = RequestStatus::kWaiting;
+  int32_t num_preemptions = 0;
+
+  SamplingParams params;
+  uint64_t seed = 0;                    // resolved: params.seed or derived from the engine seed
+  std::vector<PositionLogprobs> logprobs;
+  double cumulative_logprob = 0.0;
+  FinishReason finish_reason = FinishReason::kNone;
+  std::optional<int32_t> stop_token_id;
+
+  int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }
+  int32_t num_output_tokens() const {
+    return static_cast<int32_t>(token_ids.size()) - num_prompt_tokens;
+  }
+};
+
+}  // namespace octavo

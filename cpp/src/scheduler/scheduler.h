@@ -1,0 +1,67 @@
+// Scheduler: the policy of continuous batching. Each step it gives running requests
+// (in admission order) the tokens they still need, then admits waiting requests FCFS,
+// under max_num_seqs and a token budget; prompts longer than the budget are chunked.
+// When the KV cache runs out of blocks, the newest running request is preempted: its
+// blocks are freed and it goes back to the front of the queue to be recomputed. No
+// request is ever dropped. Decode and prefill rows share a step.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "kv_cache/kv_cache_manager.h"
+#include "scheduler/request.h"
+
+namespace octavo {
+
+struct SchedulerConfig {
+  int32_t max_num_seqs = 256;
+  int32_t max_num_batched_tokens = 8192;
+  int32_t max_model_len = 2048;
+  bool enable_chunked_prefill = true;
+};
+
+struct ScheduledRequest {
+  Request* request = nullptr;
+  int32_t num_new_tokens = 0;  // tokens computed this step, from request->num_computed_tokens
+};
+
+struct SchedulerOutput {
+  std::vector<ScheduledRequest> scheduled;  // running order: earlier admissions first
+  std::vector<Request*> preempted;          // preempted during this step
+  int32_t num_batched_tokens = 0;
+  bool empty() const { return scheduled.empty(); }
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& config, KVCacheManager& kv_cache);
+
+  // The scheduler borrows the request; the caller owns it until finish() or abort().
+  void add_request(Request* request);
+  SchedulerOutput schedule();
+  // After the forward: advances num_computed_tokens of every scheduled request.
+  void update_from_output(const SchedulerOutput& output);
+  // Removes a finished request (status kFinished) and frees its blocks.
+  void finish(Request* request);
+  // Removes a waiting or running request by id and frees its blocks; false if unknown.
+  bool abort(uint64_t request_id);
+
+  int32_t num_waiting() const { return static_cast<int32_t>(waiting_.size()); }
+  int32_t num_running() const { return static_cast<int32_t>(running_.size()); }
+  bool has_unfinished() const { return !waiting_.empty() || !running_.empty(); }
+  int64_t num_preemptions() const { return num_preemptions_; }
+
+ private:
+  void preempt(Request* request);
+  bool remove(uint64_t request_id);
+
+  SchedulerConfig config_;
+  KVCacheManager& kv_cache_;
+  std::deque<Request*> waiting_;
+  std::vector<Request*> running_;
+  int64_t num_preemptions_ = 0;
+};
+
+}  // namespace octavo
