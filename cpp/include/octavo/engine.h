@@ -27,6 +27,7 @@ struct EngineConfig {
   int32_t max_logprobs = 20;
   uint64_t seed = 0;
   int32_t num_threads = 0;             // CPU threads; 0: all cores
+  std::vector<int32_t> eos_token_ids;  // if non-empty, replaces config.json's eos_token_id
 };
 
 enum class FinishReason { kNone, kStop, kLength, kAbort };

@@ -1,0 +1,316 @@
+#include "octavo/engine.h"
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <sys/stat.h>
+
+#include "backend/backend.h"
+#include "core/logging.h"
+#include "engine/step_inputs.h"
+#include "kv_cache/kv_cache_manager.h"
+#include "model/decoder.h"
+#include "model/model_config.h"
+#include "model/safetensors.h"
+#include "octavo/errors.h"
+#include "sampling/sampler.h"
+#include "scheduler/scheduler.h"
+
+namespace octavo {
+
+namespace {
+
+// vLLM's offline default token budget per step.
+constexpr int32_t kDefaultMaxNumBatchedTokens = 8192;
+
+std::string read_config_text(const EngineConfig& config) {
+  if (!config.config_json.empty()) return config.config_json;
+  struct stat st {};
+  if (stat(config.model_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw NotFound("model directory " + config.model_dir + " does not exist");
+  }
+  const std::string path = config.model_dir + "/config.json";
+  std::ifstream file(path);
+  if (!file) throw NotFound("no config.json in the model directory " + config.model_dir);
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+std::string gib(int64_t bytes) {
+  std::ostringstream out;
+  out.precision(3);
+  out << static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0) << " GiB";
+  return out.str();
+}
+
+std::unique_ptr<Backend> make_backend(const EngineConfig& config) {
+  if (config.device == "cpu") return make_cpu_backend(config.num_threads);
+  if (config.device == "cuda") {
+    throw Unsupported("device 'cuda' is not available: this octavo build has no CUDA backend");
+  }
+  throw InvalidArgument("device must be 'cpu' or 'cuda', got '" + config.device + "'");
+}
+
+}  // namespace
+
+class Engine::Impl {
+ public:
+  explicit Impl(const EngineConfig& config);
+
+  void add_request(uint64_t id, std::vector<int32_t> prompt, const SamplingParams& params);
+  std::vector<RequestOutput> step();
+  bool abort(uint64_t id);
+  bool has_unfinished() const { return scheduler_->has_unfinished() || !pending_outputs_.empty(); }
+  EngineStats stats() const;
+
+  EngineInfo info;
+
+ private:
+  // Appends the sampled token and decides whether the request is done.
+  void append_token(Request& r, const SampleResult& sample);
+  RequestOutput make_output(Request& r) const;
+
+  EngineConfig config_;
+  ModelConfig model_config_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<DecoderModel> model_;
+  KVCache kv_cache_;
+  std::unique_ptr<KVCacheManager> kv_manager_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<Sampler> sampler_;
+  std::unique_ptr<StepInputs> step_inputs_;
+  std::map<uint64_t, std::unique_ptr<Request>> requests_;
+  std::vector<RequestOutput> pending_outputs_;
+  std::vector<const Request*> sampling_rows_;
+  uint64_t next_arrival_ = 0;
+  EngineStats stats_;
+};
+
+Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
+  model_config_ = parse_model_config(read_config_text(config_));
+  const ModelConfig& mc = model_config_;
+
+  if (config_.block_size <= 0) throw InvalidArgument("block_size must be positive, got " + std::to_string(config_.block_size));
+  if (config_.max_num_seqs <= 0) throw InvalidArgument("max_num_seqs must be positive, got " + std::to_string(config_.max_num_seqs));
+  int32_t max_model_len = config_.max_model_len > 0 ? config_.max_model_len : mc.max_position_embeddings;
+  if (config_.max_model_len < 0) throw InvalidArgument("max_model_len must be positive, got " + std::to_string(config_.max_model_len));
+  if (max_model_len > mc.max_position_embeddings) {
+    throw InvalidArgument("max_model_len " + std::to_string(max_model_len) +
+                          " is larger than the model's max_position_embeddings of " +
+                          std::to_string(mc.max_position_embeddings));
+  }
+  int32_t budget = config_.max_num_batched_tokens > 0
+                       ? config_.max_num_batched_tokens
+                       : std::max(kDefaultMaxNumBatchedTokens, config_.max_num_seqs);
+  if (!config_.enable_chunked_prefill && config_.max_num_batched_tokens <= 0) budget = std::max(budget, max_model_len);
+  if (config_.max_num_batched_tokens < 0) throw InvalidArgument("max_num_batched_tokens must be positive");
+  if (budget < config_.max_num_seqs) {
+    throw InvalidArgument("max_num_batched_tokens (" + std::to_string(budget) +
+                          ") must be at least max_num_seqs (" + std::to_string(config_.max_num_seqs) + ")");
+  }
+  if (!config_.enable_chunked_prefill && budget < max_model_len) {
+    throw InvalidArgument("with chunked prefill disabled, max_num_batched_tokens (" + std::to_string(budget) +
+                          ") must be at least max_model_len (" + std::to_string(max_model_len) + ")");
+  }
+  if (config_.max_logprobs < 0) throw InvalidArgument("max_logprobs must be non-negative");
+
+  backend_ = make_backend(config_);
+  SafetensorsReader reader(config_.model_dir);
+  model_ = std::make_unique<DecoderModel>(mc, load_weights(mc, reader, *backend_), *backend_, budget,
+                                          config_.max_num_seqs, max_model_len);
+
+  // Memory plan: the KV cache takes what the user gave, or what the backend plans.
+  const int32_t block_size = config_.block_size;
+  const int32_t blocks_per_seq = (max_model_len + block_size - 1) / block_size;
+  const int64_t bytes_per_block = model_->kv_bytes_per_block(block_size);
+  const int64_t kv_bytes = config_.kv_cache_memory_bytes > 0
+                               ? config_.kv_cache_memory_bytes
+                               : backend_->default_kv_cache_bytes(static_cast<int64_t>(config_.max_num_seqs) *
+                                                                  blocks_per_seq * bytes_per_block);
+  const int64_t num_blocks = kv_bytes / bytes_per_block;
+  if (num_blocks < blocks_per_seq) {
+    throw InvalidArgument("the KV cache (" + std::to_string(kv_bytes) + " bytes) holds " +
+                          std::to_string(num_blocks) + " blocks of " + std::to_string(block_size) +
+                          " tokens (" + std::to_string(bytes_per_block) + " bytes each), fewer than the " +
+                          std::to_string(blocks_per_seq) + " blocks one sequence of max_model_len " +
+                          std::to_string(max_model_len) +
+                          " needs; raise kv_cache_memory_bytes (or gpu_memory_utilization) or lower max_model_len");
+  }
+  if (num_blocks > INT32_MAX) throw InvalidArgument("kv_cache_memory_bytes is too large");
+  kv_cache_ = model_->allocate_kv_cache(static_cast<int32_t>(num_blocks), block_size);
+  kv_manager_ = std::make_unique<KVCacheManager>(static_cast<int32_t>(num_blocks), block_size);
+
+  SchedulerConfig sc;
+  sc.max_num_seqs = config_.max_num_seqs;
+  sc.max_num_batched_tokens = budget;
+  sc.max_model_len = max_model_len;
+  sc.enable_chunked_prefill = config_.enable_chunked_prefill;
+  scheduler_ = std::make_unique<Scheduler>(sc, *kv_manager_);
+  const std::vector<int32_t> eos = config_.eos_token_ids.empty() ? mc.eos_token_ids : config_.eos_token_ids;
+  for (int32_t id : eos) {
+    if (id < 0 || id >= mc.vocab_size) throw InvalidArgument("EOS token id " + std::to_string(id) + " is outside the vocabulary");
+  }
+  sampler_ = std::make_unique<Sampler>(*backend_, eos);
+  step_inputs_ = std::make_unique<StepInputs>(*backend_, budget, config_.max_num_seqs, blocks_per_seq);
+
+  info.architecture = mc.architecture;
+  info.vocab_size = mc.vocab_size;
+  info.max_model_len = max_model_len;
+  info.max_num_seqs = config_.max_num_seqs;
+  info.max_num_batched_tokens = budget;
+  info.block_size = block_size;
+  info.num_kv_blocks = static_cast<int32_t>(num_blocks);
+  info.kv_cache_bytes = num_blocks * bytes_per_block;
+  info.weight_bytes = model_->weight_bytes();
+  info.eos_token_ids = eos;
+  info.device = backend_->name();
+
+  std::ostringstream line;
+  line << mc.architecture << " on " << backend_->name() << ": weights " << gib(info.weight_bytes)
+       << ", KV cache " << gib(info.kv_cache_bytes) << " = " << num_blocks << " blocks of " << block_size
+       << " tokens, room for " << num_blocks / blocks_per_seq << " sequences of max_model_len " << max_model_len;
+  log_info(line.str());
+}
+
+void Engine::Impl::add_request(uint64_t id, std::vector<int32_t> prompt, const SamplingParams& params) {
+  if (requests_.count(id) != 0) throw InvalidArgument("request id " + std::to_string(id) + " is already in use");
+  if (prompt.empty()) throw InvalidArgument("the prompt is empty: a request needs at least one token");
+  if (static_cast<int64_t>(prompt.size()) > info.max_model_len) {
+    throw InvalidArgument("the prompt (" + std::to_string(prompt.size()) +
+                          " tokens) is longer than the maximum model length of " +
+                          std::to_string(info.max_model_len) + " (max_model_len)");
+  }
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    if (prompt[i] < 0 || prompt[i] >= info.vocab_size) {
+      throw InvalidArgument("token id " + std::to_string(prompt[i]) + " at prompt position " + std::to_string(i) +
+                            " is outside the vocabulary [0, " + std::to_string(info.vocab_size) + ")");
+    }
+  }
+  params.validate(info.vocab_size, config_.max_logprobs);
+
+  auto r = std::make_unique<Request>();
+  r->id = id;
+  r->arrival = next_arrival_++;
+  r->num_prompt_tokens = static_cast<int32_t>(prompt.size());
+  r->token_ids = std::move(prompt);
+  r->params = params;
+  r->seed = params.seed ? *params.seed : mix64(config_.seed ^ mix64(r->arrival));
+  scheduler_->add_request(r.get());
+  requests_.emplace(id, std::move(r));
+}
+
+void Engine::Impl::append_token(Request& r, const SampleResult& s) {
+  r.token_ids.push_back(s.token);
+  if (r.params.logprobs >= 0) {
+    PositionLogprobs lp;
+    lp.sampled_token = s.token;
+    lp.sampled_logprob = s.logprob;
+    lp.sampled_rank = s.rank;
+    lp.top_tokens = s.top_tokens;
+    lp.top_logprobs = s.top_logprobs;
+    r.logprobs.push_back(std::move(lp));
+    r.cumulative_logprob += s.logprob;
+  }
+  ++stats_.num_generated_tokens;
+
+  const SamplingParams& p = r.params;
+  const std::vector<int32_t>& eos = sampler_->eos_token_ids();
+  if (!p.ignore_eos && std::find(eos.begin(), eos.end(), s.token) != eos.end()) {
+    r.finish_reason = FinishReason::kStop;
+  } else if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), s.token) != p.stop_token_ids.end()) {
+    r.finish_reason = FinishReason::kStop;
+    r.stop_token_id = s.token;
+  } else if (r.num_output_tokens() >= p.max_tokens || r.num_tokens() >= info.max_model_len) {
+    r.finish_reason = FinishReason::kLength;
+  }
+}
+
+RequestOutput Engine::Impl::make_output(Request& r) const {
+  RequestOutput out;
+  out.request_id = r.id;
+  out.prompt_token_ids.assign(r.token_ids.begin(), r.token_ids.begin() + r.num_prompt_tokens);
+  out.token_ids.assign(r.token_ids.begin() + r.num_prompt_tokens, r.token_ids.end());
+  out.logprobs = std::move(r.logprobs);
+  out.cumulative_logprob = r.cumulative_logprob;
+  out.finish_reason = r.finish_reason;
+  out.stop_token_id = r.stop_token_id;
+  out.finished = true;
+  return out;
+}
+
+std::vector<RequestOutput> Engine::Impl::step() {
+  std::vector<RequestOutput> outputs = std::move(pending_outputs_);
+  pending_outputs_.clear();
+  SchedulerOutput scheduled = scheduler_->schedule();
+  stats_.num_preemptions += static_cast<int64_t>(scheduled.preempted.size());
+  if (scheduled.empty()) return outputs;
+  ++stats_.num_steps;
+
+  ForwardInputs inputs = step_inputs_->build(scheduled, *kv_manager_, sampling_rows_);
+  Tensor logits = model_->forward(inputs, kv_cache_);
+  std::vector<SampleResult> samples;
+  if (!sampling_rows_.empty()) samples = sampler_->sample(logits, sampling_rows_);
+
+  for (const ScheduledRequest& s : scheduled.scheduled) {
+    if (s.request->num_computed_tokens < s.request->num_prompt_tokens) {
+      stats_.num_prompt_tokens_computed +=
+          std::min<int64_t>(s.num_new_tokens, s.request->num_prompt_tokens - s.request->num_computed_tokens);
+    }
+  }
+  scheduler_->update_from_output(scheduled);
+  for (size_t i = 0; i < sampling_rows_.size(); ++i) {
+    Request& r = *requests_.at(sampling_rows_[i]->id);
+    append_token(r, samples[i]);
+    if (r.finish_reason != FinishReason::kNone) {
+      r.status = RequestStatus::kFinished;
+      scheduler_->finish(&r);
+      outputs.push_back(make_output(r));
+      const uint64_t id = r.id;
+      requests_.erase(id);
+    }
+  }
+  return outputs;
+}
+
+bool Engine::Impl::abort(uint64_t id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return false;
+  Request& r = *it->second;
+  scheduler_->abort(id);
+  r.finish_reason = FinishReason::kAbort;
+  r.status = RequestStatus::kFinished;
+  pending_outputs_.push_back(make_output(r));
+  requests_.erase(it);
+  return true;
+}
+
+EngineStats Engine::Impl::stats() const {
+  EngineStats s = stats_;
+  s.num_running = scheduler_->num_running();
+  s.num_waiting = scheduler_->num_waiting();
+  s.num_free_blocks = kv_manager_->num_free_blocks();
+  return s;
+}
+
+Engine::Engine(const EngineConfig& config) : impl_(std::make_unique<Impl>(config)) {}
+Engine::~Engine() = default;
+
+void Engine::add_request(uint64_t request_id, std::vector<int32_t> prompt_token_ids, const SamplingParams& params) {
+  impl_->add_request(request_id, std::move(prompt_token_ids), params);
+}
+std::vector<RequestOutput> Engine::step() { return impl_->step(); }
+bool Engine::abort(uint64_t request_id) { return impl_->abort(request_id); }
+bool Engine::has_unfinished() const { return impl_->has_unfinished(); }
+const EngineInfo& Engine::info() const { return impl_->info; }
+EngineStats Engine::stats() const { return impl_->stats(); }
+
+}  // namespace octavo

@@ -1,0 +1,183 @@
+#include "model/decoder.h"
+
+#include <cmath>
+
+#include "octavo/errors.h"
+
+namespace octavo {
+
+namespace {
+constexpr double kPi = 3.14159265358979323846;
+
+// Llama 3.1's frequency-dependent scaling (transformers' _compute_llama3_parameters):
+// long wavelengths are divided by `factor`, short ones kept, the band between smoothed.
+double llama3_scale(double inv_freq, const RopeScaling& s) {
+  const double old_len = static_cast<double>(s.original_max_position_embeddings);
+  const double low_freq_wavelen = old_len / s.low_freq_factor;
+  const double high_freq_wavelen = old_len / s.high_freq_factor;
+  const double wavelen = 2.0 * kPi / inv_freq;
+  if (wavelen > low_freq_wavelen) return inv_freq / s.factor;
+  if (wavelen < high_freq_wavelen) return inv_freq;
+  const double smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+  return (1.0 - smooth) * inv_freq / s.factor + smooth * inv_freq;
+}
+}  // namespace
+
+HostTensor build_rope_table(const ModelConfig& c, int32_t max_position) {
+  const int32_t d = c.head_dim;
+  const int32_t half = d / 2;
+  std::vector<double> inv_freq(half);
+  for (int32_t i = 0; i < half; ++i) {
+    // HF computes base ** (2i / d) in float32; the table itself is float32, as in HF.
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(d);
+    double f = 1.0 / std::pow(c.rope_theta, static_cast<double>(exponent));
+    f = static_cast<float>(f);
+    if (c.rope_scaling.type == "llama3") f = static_cast<float>(llama3_scale(f, c.rope_scaling));
+    inv_freq[i] = f;
+  }
+  HostTensor table;
+  table.shape = {max_position, d};
+  table.values.resize(static_cast<size_t>(max_position) * d);
+  for (int32_t p = 0; p < max_position; ++p) {
+    float* row = table.values.data() + static_cast<size_t>(p) * d;
+    for (int32_t i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(p) * static_cast<float>(inv_freq[i]);
+      row[i] = std::cos(angle);
+      row[half + i] = std::sin(angle);
+    }
+  }
+  return table;
+}
+
+DecoderModel::DecoderModel(const ModelConfig& config, ModelWeights weights, Backend& backend,
+                           int32_t max_num_tokens, int32_t max_logit_rows, int32_t max_position)
+    : config_(config),
+      weights_(std::move(weights)),
+      backend_(backend),
+      max_num_tokens_(max_num_tokens),
+      max_logit_rows_(max_logit_rows) {
+  rope_storage_ = backend_.upload(build_rope_table(config_, max_position));
+  rope_.cos_sin = rope_storage_.as(backend_.compute_dtype(), {max_position, config_.head_dim});
+
+  const size_t e = dtype_size(backend_.compute_dtype());
+  const size_t t = static_cast<size_t>(max_num_tokens_);
+  const size_t hidden = config_.hidden_size;
+  const size_t q_size = static_cast<size_t>(config_.num_heads) * config_.head_dim;
+  const size_t qkv = q_size + 2 * static_cast<size_t>(config_.num_kv_heads) * config_.head_dim;
+  const size_t inter = config_.intermediate_size;
+  residual_ = backend_.allocate(t * hidden * e);
+  hidden_ = backend_.allocate(t * hidden * e);
+  qkv_ = backend_.allocate(t * qkv * e);
+  attn_out_ = backend_.allocate(t * q_size * e);
+  proj_out_ = backend_.allocate(t * hidden * e);
+  gate_up_ = backend_.allocate(t * 2 * inter * e);
+  act_ = backend_.allocate(t * inter * e);
+  last_residual_ = backend_.allocate(static_cast<size_t>(max_logit_rows_) * hidden * e);
+  last_delta_ = backend_.allocate(static_cast<size_t>(max_logit_rows_) * hidden * e);
+  // Logits are float32 on every backend: the sampler reads them in float32.
+  logits_ = backend_.allocate(static_cast<size_t>(max_logit_rows_) * config_.vocab_size * sizeof(float));
+}
+
+int64_t DecoderModel::kv_bytes_per_block(int32_t block_size) const {
+  return 2LL * config_.num_layers * block_size * config_.num_kv_heads * config_.head_dim *
+         static_cast<int64_t>(dtype_size(backend_.compute_dtype()));
+}
+
+KVCache DecoderModel::allocate_kv_cache(int32_t num_blocks, int32_t block_size) const {
+  KVCache cache;
+  cache.num_blocks = num_blocks;
+  cache.block_size = block_size;
+  cache.bytes_per_block = kv_bytes_per_block(block_size);
+  const int64_t per_layer = static_cast<int64_t>(num_blocks) * block_size * config_.num_kv_heads *
+                            config_.head_dim;
+  const size_t e = dtype_size(backend_.compute_dtype());
+  cache.storage = backend_.allocate(static_cast<size_t>(cache.bytes_per_block) * num_blocks, /*zero=*/true);
+  char* base = static_cast<char*>(cache.storage.data());
+  const std::vector<int64_t> shape = {num_blocks, block_size, config_.num_kv_heads, config_.head_dim};
+  for (int32_t l = 0; l < config_.num_layers; ++l) {
+    cache.keys.emplace_back(base + (2 * l) * per_layer * e, backend_.compute_dtype(), shape);
+    cache.values.emplace_back(base + (2 * l + 1) * per_layer * e, backend_.compute_dtype(), shape);
+  }
+  return cache;
+}
+
+void DecoderModel::attention_block(const LayerWeights& layer, int32_t layer_index,
+                                   const ForwardInputs& in, KVCache& cache, int32_t n) {
+  const DType dt = backend_.compute_dtype();
+  const int64_t d = config_.head_dim;
+  const int64_t q_size = config_.num_heads * d;
+  const int64_t kv_size = config_.num_kv_heads * d;
+
+  Tensor hidden = hidden_.as(dt, {n, config_.hidden_size});
+  Tensor qkv = qkv_.as(dt, {n, q_size + 2 * kv_size});
+  Tensor qkv_bias;
+  if (layer.qkv_bias.data() != nullptr) qkv_bias = layer.qkv_bias.as(dt, {q_size + 2 * kv_size});
+  backend_.gemm(hidden, layer.qkv.as(dt, {q_size + 2 * kv_size, config_.hidden_size}),
+                qkv_bias.data != nullptr ? &qkv_bias : nullptr, qkv);
+
+  Tensor q = qkv.slice_cols(0, q_size).view_rows_as({config_.num_heads, d});
+  Tensor k = qkv.slice_cols(q_size, q_size + kv_size).view_rows_as({config_.num_kv_heads, d});
+  Tensor v = qkv.slice_cols(q_size + kv_size, q_size + 2 * kv_size).view_rows_as({config_.num_kv_heads, d});
+  if (config_.qk_norm) {
+    backend_.rms_norm(q, layer.q_norm.as(dt, {d}), config_.rms_norm_eps, q);
+    backend_.rms_norm(k, layer.k_norm.as(dt, {d}), config_.rms_norm_eps, k);
+  }
+  backend_.rope(q, k, in.positions, rope_);
+  backend_.write_kv_cache(k, v, in.slot_mapping, cache.keys[layer_index], cache.values[layer_index]);
+
+  Tensor attn = attn_out_.as(dt, {n, config_.num_heads, d});
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  backend_.paged_attention(q, cache.keys[layer_index], cache.values[layer_index], in.attention, scale,
+                           config_.sliding_window, attn);
+
+  Tensor attn_2d = attn_out_.as(dt, {n, q_size});
+  Tensor proj = proj_out_.as(dt, {n, config_.hidden_size});
+  backend_.gemm(attn_2d, layer.o_proj.as(dt, {config_.hidden_size, q_size}), nullptr, proj);
+}
+
+Tensor DecoderModel::forward(const ForwardInputs& in, KVCache& cache) {
+  const int32_t n = in.num_tokens;
+  if (n <= 0 || n > max_num_tokens_) throw Error("DecoderModel::forward: bad token count");
+  if (in.num_logit_rows > max_logit_rows_) throw Error("DecoderModel::forward: too many logit rows");
+  const DType dt = backend_.compute_dtype();
+  const int64_t h = config_.hidden_size;
+  const int64_t inter = config_.intermediate_size;
+  const float eps = config_.rms_norm_eps;
+
+  Tensor residual = residual_.as(dt, {n, h});
+  Tensor hidden = hidden_.as(dt, {n, h});
+  Tensor proj = proj_out_.as(dt, {n, h});
+  Tensor gate_up = gate_up_.as(dt, {n, 2 * inter});
+  Tensor act = act_.as(dt, {n, inter});
+
+  backend_.embedding(weights_.embed.as(dt, {config_.vocab_size, h}), in.token_ids, residual);
+  for (int32_t l = 0; l < config_.num_layers; ++l) {
+    const LayerWeights& layer = weights_.layers[l];
+    if (l == 0) {
+      backend_.rms_norm(residual, layer.input_norm.as(dt, {h}), eps, hidden);
+    } else {
+      // The previous layer's MLP output joins the residual stream here.
+      backend_.add_rms_norm(residual, proj, layer.input_norm.as(dt, {h}), eps, hidden);
+    }
+    attention_block(layer, l, in, cache, n);
+    backend_.add_rms_norm(residual, proj, layer.post_norm.as(dt, {h}), eps, hidden);
+    backend_.gemm(hidden, layer.gate_up.as(dt, {2 * inter, h}), nullptr, gate_up);
+    backend_.silu_mul(gate_up, act);
+    backend_.gemm(act, layer.down.as(dt, {h, inter}), nullptr, proj);
+  }
+  // Only the rows that sample need the last residual add, the final norm and the LM head.
+  const int32_t m = in.num_logit_rows;
+  if (m == 0) return Tensor(logits_.data(), DType::kFloat32, {0, config_.vocab_size});
+  Tensor last_residual = last_residual_.as(dt, {m, h});
+  Tensor last_delta = last_delta_.as(dt, {m, h});
+  backend_.gather_rows(residual, in.logit_indices, last_residual);
+  backend_.gather_rows(proj, in.logit_indices, last_delta);
+  Tensor last_hidden = hidden_.as(dt, {m, h});
+  backend_.add_rms_norm(last_residual, last_delta, weights_.final_norm.as(dt, {h}), eps, last_hidden);
+  Tensor logits = logits_.as(DType::kFloat32, {m, config_.vocab_size});
+  const Buffer& head = weights_.lm_head.data() != nullptr ? weights_.lm_head : weights_.embed;
+  backend_.gemm(last_hidden, head.as(dt, {config_.vocab_size, h}), nullptr, logits);
+  return logits;
+}
+
+}  // namespace octavo

@@ -1,0 +1,72 @@
+// DecoderModel: the forward pass of a Llama-family decoder (Llama, Mistral, Qwen2, Qwen3),
+// written once against the Backend interface. It owns the weights, the rope table and the
+// activation buffers, sized at start-up for the largest step (max_num_batched_tokens).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/model_config.h"
+#include "model/weights.h"
+
+namespace octavo {
+
+// One step's packed inputs, as device pointers of the backend.
+struct ForwardInputs {
+  int32_t num_tokens = 0;
+  const int32_t* token_ids = nullptr;     // [num_tokens]
+  const int32_t* positions = nullptr;     // [num_tokens]
+  const int64_t* slot_mapping = nullptr;  // [num_tokens]
+  AttentionMetadata attention;
+  int32_t num_logit_rows = 0;             // rows whose last token needs logits
+  const int32_t* logit_indices = nullptr; // [num_logit_rows] into the packed tokens
+};
+
+// The paged KV cache of every layer: [num_blocks, block_size, kv_heads, head_dim] each.
+struct KVCache {
+  Buffer storage;
+  std::vector<Tensor> keys;
+  std::vector<Tensor> values;
+  int32_t num_blocks = 0;
+  int32_t block_size = 0;
+  int64_t bytes_per_block = 0;  // all layers, keys and values
+};
+
+class DecoderModel {
+ public:
+  DecoderModel(const ModelConfig& config, ModelWeights weights, Backend& backend,
+               int32_t max_num_tokens, int32_t max_logit_rows, int32_t max_position);
+
+  const ModelConfig& config() const { return config_; }
+  int64_t weight_bytes() const { return weights_.bytes; }
+
+  // Bytes one block of block_size slots takes across all layers (keys and values).
+  int64_t kv_bytes_per_block(int32_t block_size) const;
+  KVCache allocate_kv_cache(int32_t num_blocks, int32_t block_size) const;
+
+  // Writes this step's K/V into the cache and returns logits [num_logit_rows, vocab]
+  // (a view of an internal buffer, valid until the next call).
+  Tensor forward(const ForwardInputs& inputs, KVCache& cache);
+
+ private:
+  void attention_block(const LayerWeights& layer, int32_t layer_index, const ForwardInputs& in,
+                       KVCache& cache, int32_t n);
+
+  ModelConfig config_;
+  ModelWeights weights_;
+  Backend& backend_;
+  int32_t max_num_tokens_;
+  int32_t max_logit_rows_;
+  Buffer rope_storage_;
+  RopeTable rope_;
+  // Activations, [max_num_tokens, ...] each.
+  Buffer residual_, hidden_, qkv_, attn_out_, proj_out_, gate_up_, act_;
+  // [max_logit_rows, ...]
+  Buffer last_residual_, last_delta_, logits_;
+};
+
+// cos/sin table [max_position, head_dim] as RopeTable expects, with llama3 scaling applied.
+HostTensor build_rope_table(const ModelConfig& config, int32_t max_position);
+
+}  // namespace octavo

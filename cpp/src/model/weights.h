@@ -1,0 +1,38 @@
+// ModelWeights: a decoder's parameters on a backend, in the engine's layout: q/k/v fused
+// into one matrix (and bias), gate/up fused into one, every matrix [out, in] as in HF.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/model_config.h"
+#include "model/safetensors.h"
+
+namespace octavo {
+
+struct LayerWeights {
+  Buffer input_norm;  // [hidden]
+  Buffer qkv;         // [(q_heads + 2 * kv_heads) * head_dim, hidden]
+  Buffer qkv_bias;    // [(q_heads + 2 * kv_heads) * head_dim] or empty
+  Buffer q_norm;      // [head_dim] (Qwen3) or empty
+  Buffer k_norm;      // [head_dim] (Qwen3) or empty
+  Buffer o_proj;      // [hidden, q_heads * head_dim]
+  Buffer post_norm;   // [hidden]
+  Buffer gate_up;     // [2 * intermediate, hidden]: gate rows, then up rows
+  Buffer down;        // [hidden, intermediate]
+};
+
+struct ModelWeights {
+  Buffer embed;       // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  Buffer final_norm;  // [hidden]
+  Buffer lm_head;     // [vocab, hidden]; empty when tied to embed
+  int64_t bytes = 0;  // on the backend
+};
+
+// Reads, checks shapes, converts and uploads every tensor the config calls for.
+// Throws InvalidArgument naming a missing tensor or a tensor of the wrong shape.
+ModelWeights load_weights(const ModelConfig& config, const SafetensorsReader& reader, Backend& backend);
+
+}  // namespace octavo

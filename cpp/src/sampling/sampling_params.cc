@@ -1,0 +1,45 @@
+#include "octavo/sampling_params.h"
+
+#include <sstream>
+#include <string>
+
+#include "octavo/errors.h"
+
+namespace octavo {
+
+namespace {
+template <typename T>
+[[noreturn]] void fail(const char* field, T value, const char* rule) {
+  std::ostringstream out;
+  out << field << " must be " << rule << ", got " << value;
+  throw InvalidArgument(out.str());
+}
+}  // namespace
+
+void SamplingParams::validate(int32_t vocab_size, int32_t max_logprobs) const {
+  if (!(temperature >= 0.0f)) fail("temperature", temperature, "non-negative");
+  if (!(top_p > 0.0f && top_p <= 1.0f)) fail("top_p", top_p, "in (0, 1]");
+  if (top_k < -1) fail("top_k", top_k, "-1, 0 (disabled) or at least 1");
+  if (!(min_p >= 0.0f && min_p <= 1.0f)) fail("min_p", min_p, "in [0, 1]");
+  if (!(presence_penalty >= -2.0f && presence_penalty <= 2.0f)) fail("presence_penalty", presence_penalty, "in [-2, 2]");
+  if (!(frequency_penalty >= -2.0f && frequency_penalty <= 2.0f)) fail("frequency_penalty", frequency_penalty, "in [-2, 2]");
+  if (!(repetition_penalty > 0.0f)) fail("repetition_penalty", repetition_penalty, "greater than 0");
+  if (max_tokens < 1) fail("max_tokens", max_tokens, "at least 1");
+  if (min_tokens < 0) fail("min_tokens", min_tokens, "non-negative");
+  if (min_tokens > max_tokens) fail("min_tokens", min_tokens, "at most max_tokens");
+  if (logprobs < -1) fail("logprobs", logprobs, "non-negative");
+  if (logprobs > max_logprobs) {
+    std::ostringstream out;
+    out << "logprobs " << logprobs << " exceeds the engine's max_logprobs of " << max_logprobs;
+    throw InvalidArgument(out.str());
+  }
+  for (int32_t id : stop_token_ids) {
+    if (id < 0 || id >= vocab_size) {
+      std::ostringstream out;
+      out << "stop_token_ids contains " << id << ", outside the vocabulary [0, " << vocab_size << ")";
+      throw InvalidArgument(out.str());
+    }
+  }
+}
+
+}  // namespace octavo

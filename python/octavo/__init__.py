@@ -1,0 +1,13 @@
+"""octavo: an offline LLM inference engine with a C++ core and vLLM's LLM API.
+
+    from octavo import LLM, SamplingParams
+    llm = LLM(model="path/to/hf/model")
+    outputs = llm.generate(["Hello, my name is"], SamplingParams(temperature=0.8, top_p=0.95))
+"""
+
+from octavo.llm import LLM
+from octavo.outputs import CompletionOutput, Logprob, RequestOutput
+from octavo.sampling_params import SamplingParams
+
+__all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput", "Logprob"]
+__version__ = "0.1.0"

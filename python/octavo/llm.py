@@ -1,0 +1,359 @@
+"""LLM: vLLM's offline inference class, backed by octavo's native engine."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from octavo._native import _C
+from octavo.engine_args import EngineArgs
+from octavo.hf import load_generation_config, load_hf_config, resolve_model_path
+from octavo.outputs import CompletionOutput, Logprob, RequestOutput
+from octavo.sampling_params import SamplingParams
+
+PromptType = str | dict[str, Any]
+
+_FINISH_REASONS = {
+    _C.FinishReason.STOP: "stop",
+    _C.FinishReason.LENGTH: "length",
+    _C.FinishReason.ABORT: "abort",
+}
+
+# SamplingParams features that arrive in later work; refused rather than ignored.
+_NOT_YET = {
+    "stop": "stop strings",
+    "bad_words": "bad_words",
+    "logit_bias": "logit_bias",
+    "allowed_token_ids": "allowed_token_ids",
+    "prompt_logprobs": "prompt_logprobs",
+}
+
+
+class LLM:
+    """An LLM for generating texts from given prompts and sampling parameters.
+
+    Same constructor and methods as ``vllm.LLM``. ``model`` is a local HF model folder or
+    a hub id (resolved through huggingface_hub, honouring HF_HUB_OFFLINE). Raises OSError
+    when the model cannot be found, ValueError for unsupported or invalid settings and
+    TypeError for unknown keyword arguments.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        tokenizer: str | None = None,
+        tokenizer_mode: str = "auto",
+        skip_tokenizer_init: bool = False,
+        trust_remote_code: bool = False,
+        tensor_parallel_size: int = 1,
+        dtype: str = "auto",
+        quantization: str | None = None,
+        revision: str | None = None,
+        tokenizer_revision: str | None = None,
+        seed: int = 0,
+        gpu_memory_utilization: float = 0.9,
+        kv_cache_memory_bytes: int | None = None,
+        max_model_len: int | None = None,
+        max_num_seqs: int = 256,
+        max_num_batched_tokens: int | None = None,
+        block_size: int = 16,
+        enforce_eager: bool = False,
+        hf_token: bool | str | None = None,
+        hf_overrides: Any = None,
+        device: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        args = EngineArgs.from_llm_kwargs(
+            model, kwargs, tokenizer=tokenizer, tokenizer_mode=tokenizer_mode,
+            skip_tokenizer_init=skip_tokenizer_init, trust_remote_code=trust_remote_code,
+            tensor_parallel_size=tensor_parallel_size, dtype=dtype, quantization=quantization,
+            revision=revision, tokenizer_revision=tokenizer_revision, seed=seed,
+            gpu_memory_utilization=gpu_memory_utilization, kv_cache_memory_bytes=kv_cache_memory_bytes,
+            max_model_len=max_model_len, max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens, block_size=block_size,
+            enforce_eager=enforce_eager, hf_token=hf_token, hf_overrides=hf_overrides, device=device)
+        self._args = args
+        model_dir = resolve_model_path(model, revision=revision, hf_token=hf_token)
+        self._model_dir = model_dir
+        hf_config = load_hf_config(model_dir, hf_overrides)
+        generation_config = args.option("generation_config")
+        if generation_config == "vllm":
+            self._generation_config: dict[str, Any] = {}
+        elif generation_config == "auto":
+            self._generation_config = load_generation_config(model_dir)
+        else:
+            self._generation_config = load_generation_config(generation_config)
+
+        self._tokenizer = None if skip_tokenizer_init else self._load_tokenizer(args, model_dir)
+        eos = self._eos_token_ids(hf_config)
+        engine_config = args.to_engine_config(_C, model_dir, json.dumps(hf_config), eos)
+        self._engine = _C.Engine(engine_config)
+        self._info = self._engine.info
+        self._request_counter = itertools.count()
+
+    # ---- set-up helpers ---------------------------------------------------------------
+    @staticmethod
+    def _load_tokenizer(args: EngineArgs, model_dir: str):
+        from transformers import AutoTokenizer
+
+        source = args.tokenizer or model_dir
+        try:
+            return AutoTokenizer.from_pretrained(
+                source, revision=args.tokenizer_revision, trust_remote_code=args.trust_remote_code,
+                use_fast=args.tokenizer_mode != "slow", token=args.hf_token)
+        except (OSError, ValueError) as e:
+            raise OSError(f"could not load the tokenizer from {source!r}: {e}") from e
+
+    def _eos_token_ids(self, hf_config: dict[str, Any]) -> list[int]:
+        ids: list[int] = []
+        for source in (self._generation_config.get("eos_token_id"), hf_config.get("eos_token_id"),
+                       getattr(self._tokenizer, "eos_token_id", None)):
+            for value in source if isinstance(source, list) else [source]:
+                if isinstance(value, int) and value not in ids:
+                    ids.append(value)
+        return ids
+
+    # ---- public API -------------------------------------------------------------------
+    def get_tokenizer(self):
+        """The HF tokenizer (None with skip_tokenizer_init=True)."""
+        return self._tokenizer
+
+    def set_tokenizer(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+
+    def get_default_sampling_params(self) -> SamplingParams:
+        """SamplingParams with the model's generation_config.json defaults, as vLLM."""
+        names = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
+                 "repetition_penalty": "repetition_penalty", "max_new_tokens": "max_tokens"}
+        overrides = {ours: self._generation_config[theirs] for theirs, ours in names.items()
+                     if self._generation_config.get(theirs) is not None}
+        return SamplingParams(**overrides)
+
+    def generate(
+        self,
+        prompts: PromptType | Sequence[PromptType],
+        sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
+        *,
+        use_tqdm: bool = True,
+        lora_request: Any = None,
+        priority: list[int] | None = None,
+        tokenization_kwargs: dict[str, Any] | None = None,
+    ) -> list[RequestOutput]:
+        """Generates completions for the prompts; outputs come back in input order.
+
+        prompts: a str, {"prompt": str}, {"prompt_token_ids": [...]}, or a list of these.
+        sampling_params: one SamplingParams for all prompts, or one per prompt.
+        Raises ValueError (a prompt too long, empty or outside the vocabulary, a list of
+        the wrong length, an unsupported option) before any request runs.
+        """
+        if lora_request is not None:
+            raise ValueError("lora_request is not supported yet by octavo")
+        if priority is not None:
+            raise ValueError("priority needs scheduling_policy='priority', which octavo does not support yet")
+        prompt_list = self._normalize_prompts(prompts)
+        params_list = self._normalize_params(sampling_params, len(prompt_list))
+        requests = [self._prepare(p, sp, tokenization_kwargs) for p, sp in zip(prompt_list, params_list)]
+        return self._run(requests, use_tqdm)
+
+    # ---- generate() in pieces ---------------------------------------------------------
+    @staticmethod
+    def _normalize_prompts(prompts: Any) -> list[PromptType]:
+        if isinstance(prompts, (str, dict)):
+            prompts = [prompts]
+        if not isinstance(prompts, Sequence) or isinstance(prompts, (bytes, bytearray)):
+            raise TypeError(f"prompts must be a str, a dict or a list of them, got {type(prompts).__name__}")
+        out = list(prompts)
+        for p in out:
+            if not isinstance(p, (str, dict)):
+                raise TypeError(
+                    f"each prompt must be a str or a dict with 'prompt' or 'prompt_token_ids', got {p!r:.80}")
+        return out
+
+    def _normalize_params(self, sampling_params: Any, n: int) -> list[SamplingParams]:
+        if sampling_params is None:
+            return [self.get_default_sampling_params()] * n
+        if isinstance(sampling_params, SamplingParams):
+            return [sampling_params] * n
+        params = list(sampling_params)
+        if len(params) != n:
+            raise ValueError(
+                f"The lengths of prompts ({n}) and sampling_params ({len(params)}) must be the same.")
+        for sp in params:
+            if not isinstance(sp, SamplingParams):
+                raise TypeError(f"sampling_params must be SamplingParams, got {type(sp).__name__}")
+        return params
+
+    def _prepare(self, prompt: PromptType, sp: SamplingParams,
+                 tokenization_kwargs: dict[str, Any] | None) -> tuple[str | None, list[int], SamplingParams]:
+        text: str | None
+        if isinstance(prompt, str):
+            text, ids = prompt, self._encode(prompt, tokenization_kwargs)
+        elif "prompt_token_ids" in prompt:
+            text = prompt.get("prompt")
+            ids = list(prompt["prompt_token_ids"])
+            if not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+                raise TypeError("prompt_token_ids must be a list of ints")
+        elif "prompt" in prompt:
+            text = prompt["prompt"]
+            ids = self._encode(text, tokenization_kwargs)
+        else:
+            raise ValueError(f"a dict prompt needs 'prompt' or 'prompt_token_ids', got keys {sorted(prompt)}")
+        self._check_supported(sp)
+        if sp.truncate_prompt_tokens is not None and sp.truncate_prompt_tokens > 0:
+            ids = ids[-sp.truncate_prompt_tokens:]
+        if not ids:
+            raise ValueError("The decoder prompt cannot be empty")
+        vocab = self._info.vocab_size
+        for t in ids:
+            if not 0 <= t < vocab:
+                raise ValueError(f"Token id {t} is out of vocabulary (vocab_size={vocab})")
+        limit = self._info.max_model_len
+        if len(ids) > limit:
+            raise ValueError(
+                f"The decoder prompt (length {len(ids)}) is longer than the maximum model length of {limit}. "
+                "Make sure that `max_model_len` is no smaller than the number of text tokens.")
+        if sp.logprobs is not None and sp.logprobs > self._args.option("max_logprobs"):
+            raise ValueError(
+                f"Requested sample logprobs of {sp.logprobs}, which is greater than max allowed: "
+                f"{self._args.option('max_logprobs')}")
+        return text, ids, sp
+
+    def _encode(self, text: str, tokenization_kwargs: dict[str, Any] | None) -> list[int]:
+        if self._tokenizer is None:
+            raise ValueError("text prompts need a tokenizer: skip_tokenizer_init=True accepts only prompt_token_ids")
+        return list(self._tokenizer.encode(text, **(tokenization_kwargs or {})))
+
+    @staticmethod
+    def _check_supported(sp: SamplingParams) -> None:
+        if sp.n != 1 or (sp.best_of is not None and sp.best_of != 1):
+            raise ValueError(f"n={sp.n} (best_of={sp.best_of}) is not supported yet by octavo: use n=1")
+        for name, what in _NOT_YET.items():
+            if getattr(sp, name, None):
+                raise ValueError(f"{what} ({name}={getattr(sp, name)!r}) are not supported yet by octavo")
+
+    def _native_params(self, sp: SamplingParams, prompt_len: int):
+        p = _C.SamplingParams()
+        p.temperature = sp.temperature
+        p.top_p = sp.top_p
+        p.top_k = 0 if sp.top_k in (None, -1) else sp.top_k
+        p.min_p = sp.min_p
+        p.presence_penalty = sp.presence_penalty
+        p.frequency_penalty = sp.frequency_penalty
+        p.repetition_penalty = sp.repetition_penalty
+        p.seed = None if sp.seed is None else sp.seed & 0xFFFFFFFFFFFFFFFF
+        room = max(1, self._info.max_model_len - prompt_len)
+        p.max_tokens = room if sp.max_tokens is None else sp.max_tokens
+        p.min_tokens = sp.min_tokens
+        p.ignore_eos = sp.ignore_eos
+        p.stop_token_ids = list(sp.stop_token_ids or [])
+        if sp.logprobs is None:
+            p.logprobs = -1
+        else:
+            p.logprobs = self._info.vocab_size if sp.logprobs == -1 else sp.logprobs
+        return p
+
+    def _run(self, requests: list[tuple[str | None, list[int], SamplingParams]], use_tqdm: bool) -> list[RequestOutput]:
+        ids = [next(self._request_counter) for _ in requests]
+        added: list[int] = []
+        try:
+            for rid, (_, prompt_ids, sp) in zip(ids, requests):
+                self._engine.add_request(rid, prompt_ids, self._native_params(sp, len(prompt_ids)))
+                added.append(rid)
+        except BaseException:
+            for rid in added:
+                self._engine.abort(rid)
+            self._drain_aborted()
+            raise
+
+        finished: dict[int, Any] = {}
+        bar = _progress_bar(len(requests)) if use_tqdm else None
+        start = time.perf_counter()
+        prompt_tokens = sum(len(r[1]) for r in requests)
+        output_tokens = 0
+        try:
+            while self._engine.has_unfinished():
+                for out in self._engine.step():
+                    finished[out.request_id] = out
+                    output_tokens += len(out.token_ids)
+                    if bar is not None:
+                        elapsed = max(time.perf_counter() - start, 1e-9)
+                        bar.set_postfix_str(
+                            f"est. speed input: {prompt_tokens / elapsed:.2f} toks/s, "
+                            f"output: {output_tokens / elapsed:.2f} toks/s", refresh=False)
+                        bar.update(1)
+        except BaseException:
+            for rid in ids:
+                if rid not in finished:
+                    self._engine.abort(rid)
+            self._drain_aborted()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        return self._make_outputs(ids, requests, finished)
+
+    def _drain_aborted(self) -> None:
+        while self._engine.has_unfinished():
+            self._engine.step()
+
+    def _make_outputs(self, ids: list[int], requests, finished: dict[int, Any]) -> list[RequestOutput]:
+        texts = self._decode_all([finished[rid] for rid in ids], [r[2] for r in requests])
+        outputs = []
+        for rid, (prompt_text, prompt_ids, sp), text in zip(ids, requests, texts):
+            native = finished[rid]
+            logprobs = self._logprobs(native) if sp.logprobs is not None else None
+            completion = CompletionOutput(
+                index=0,
+                text=text,
+                token_ids=list(native.token_ids),
+                cumulative_logprob=native.cumulative_logprob if sp.logprobs is not None else None,
+                logprobs=logprobs,
+                finish_reason=_FINISH_REASONS.get(native.finish_reason),
+                stop_reason=native.stop_token_id,
+            )
+            outputs.append(RequestOutput(
+                request_id=str(rid),
+                prompt=prompt_text,
+                prompt_token_ids=list(prompt_ids),
+                prompt_logprobs=None,
+                outputs=[completion],
+                finished=True,
+            ))
+        return outputs
+
+    def _decode_all(self, natives: list[Any], params: list[SamplingParams]) -> list[str]:
+        """Detokenizes every finished request at once, grouped by decoding options."""
+        texts = [""] * len(natives)
+        if self._tokenizer is None:
+            return texts
+        groups: dict[bool, list[int]] = {}
+        for i, sp in enumerate(params):
+            if sp.detokenize:
+                groups.setdefault(sp.skip_special_tokens, []).append(i)
+        for skip, members in groups.items():
+            decoded = self._tokenizer.batch_decode([list(natives[i].token_ids) for i in members],
+                                                   skip_special_tokens=skip)
+            for i, text in zip(members, decoded):
+                texts[i] = text
+        return texts
+
+    def _logprobs(self, native) -> list[dict[int, Logprob]]:
+        decode = (lambda t: self._tokenizer.decode([t])) if self._tokenizer is not None else (lambda t: None)
+        positions = []
+        for lp in native.logprobs:
+            entry = {lp.sampled_token: Logprob(lp.sampled_logprob, lp.sampled_rank, decode(lp.sampled_token))}
+            for rank, (tok, value) in enumerate(zip(lp.top_tokens, lp.top_logprobs), start=1):
+                if tok not in entry:
+                    entry[tok] = Logprob(value, rank, decode(tok))
+            positions.append(entry)
+        return positions
+
+
+def _progress_bar(total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="Processed prompts", dynamic_ncols=True)
