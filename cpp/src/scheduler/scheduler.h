@@ -6,6 +6,7 @@
 // request is ever dropped. Decode and prefill rows share a step.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <vector>
@@ -62,6 +63,9 @@ class Scheduler {
   std::deque<Request*> waiting_;
   std::vector<Request*> running_;
   int64_t num_preemptions_ = 0;
+  // How many requests at the front of waiting_ were preempted during the current
+  // schedule(); they are kept in arrival order among themselves.
+  size_t num_preempted_in_step_ = 0;
 };
 
 }  // namespace octavo

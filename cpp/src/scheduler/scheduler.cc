@@ -1,0 +1,159 @@
+// The scheduler has no prefill or decode phase: every step, each request is given the
+// tokens its num_computed_tokens still lacks of num_tokens(), so a prompt chunk and a
+// one-token decode are the same thing at different sizes.
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+#include <string>
+
+#include "octavo/errors.h"
+
+namespace octavo {
+
+Scheduler::Scheduler(const SchedulerConfig& config, KVCacheManager& kv_cache)
+    : config_(config), kv_cache_(kv_cache) {
+  if (config_.max_num_seqs <= 0) {
+    throw InvalidArgument("max_num_seqs must be > 0, got " + std::to_string(config_.max_num_seqs));
+  }
+  if (config_.max_num_batched_tokens <= 0) {
+    throw InvalidArgument("max_num_batched_tokens must be > 0, got " +
+                          std::to_string(config_.max_num_batched_tokens));
+  }
+  // Without chunking a prompt must fit in one step's budget, or it would wait forever.
+  if (!config_.enable_chunked_prefill && config_.max_num_batched_tokens < config_.max_model_len) {
+    throw InvalidArgument("max_num_batched_tokens (" +
+                          std::to_string(config_.max_num_batched_tokens) +
+                          ") is smaller than max_model_len (" +
+                          std::to_string(config_.max_model_len) +
+                          ") with chunked prefill disabled");
+  }
+}
+
+void Scheduler::add_request(Request* request) {
+  if (request == nullptr) throw InvalidArgument("Scheduler::add_request: null request");
+  request->status = RequestStatus::kWaiting;
+  waiting_.push_back(request);
+}
+
+SchedulerOutput Scheduler::schedule() {
+  SchedulerOutput out;
+  int32_t token_budget = config_.max_num_batched_tokens;
+  num_preempted_in_step_ = 0;
+
+  // Running requests first, oldest first: the oldest always gets its blocks (by preempting
+  // newer ones if need be), which is what guarantees that every request finishes.
+  size_t i = 0;
+  while (i < running_.size()) {
+    Request* request = running_[i];
+    int64_t num_new = request->num_tokens() - request->num_computed_tokens;
+    if (num_new > token_budget) {
+      if (!config_.enable_chunked_prefill) {
+        ++i;
+        continue;
+      }
+      num_new = token_budget;
+    }
+    if (num_new <= 0) {
+      ++i;
+      continue;
+    }
+    bool scheduled = true;
+    while (!kv_cache_.allocate_slots(request->id, request->num_computed_tokens + num_new)) {
+      Request* newest = running_.back();
+      preempt(newest);
+      out.preempted.push_back(newest);
+      if (newest == request) {
+        scheduled = false;
+        break;
+      }
+    }
+    if (!scheduled) break;  // it was the last running request
+    out.scheduled.push_back({request, static_cast<int32_t>(num_new)});
+    token_budget -= static_cast<int32_t>(num_new);
+    ++i;
+  }
+
+  // A step that had to preempt is short of blocks: admitting now would only take back
+  // what was just preempted, or squeeze the running requests again next step.
+  if (out.preempted.empty()) {
+    while (!waiting_.empty() && static_cast<int32_t>(running_.size()) < config_.max_num_seqs &&
+           token_budget > 0) {
+      Request* request = waiting_.front();
+      int64_t num_new = request->num_tokens() - request->num_computed_tokens;
+      if (num_new > token_budget) {
+        // FCFS: a later, smaller prompt does not jump the queue.
+        if (!config_.enable_chunked_prefill) break;
+        num_new = token_budget;
+      }
+      // Admissions never preempt: a waiting request has no claim over running ones.
+      if (!kv_cache_.allocate_slots(request->id, request->num_computed_tokens + num_new)) break;
+      waiting_.pop_front();
+      request->status = RequestStatus::kRunning;
+      running_.push_back(request);
+      out.scheduled.push_back({request, static_cast<int32_t>(num_new)});
+      token_budget -= static_cast<int32_t>(num_new);
+    }
+  }
+
+  out.num_batched_tokens = config_.max_num_batched_tokens - token_budget;
+  return out;
+}
+
+void Scheduler::update_from_output(const SchedulerOutput& output) {
+  for (const ScheduledRequest& s : output.scheduled) {
+    Request* request = s.request;
+    request->num_computed_tokens += s.num_new_tokens;
+    if (request->num_computed_tokens > request->num_tokens()) {
+      throw Error("Scheduler::update_from_output: request " + std::to_string(request->id) +
+                  " computed " + std::to_string(request->num_computed_tokens) + " of " +
+                  std::to_string(request->num_tokens()) + " tokens");
+    }
+  }
+}
+
+void Scheduler::finish(Request* request) {
+  if (request == nullptr) throw InvalidArgument("Scheduler::finish: null request");
+  if (!remove(request->id)) {
+    throw Error("Scheduler::finish: request " + std::to_string(request->id) + " is not scheduled");
+  }
+  request->status = RequestStatus::kFinished;
+}
+
+bool Scheduler::abort(uint64_t request_id) { return remove(request_id); }
+
+void Scheduler::preempt(Request* request) {
+  auto it = std::find(running_.begin(), running_.end(), request);
+  if (it != running_.end()) running_.erase(it);
+  kv_cache_.free(request->id);
+  request->num_computed_tokens = 0;
+  request->status = RequestStatus::kWaiting;
+  ++request->num_preemptions;
+  ++num_preemptions_;
+  // Preempted requests resume before anything that was already waiting, and among
+  // themselves in arrival order, so the oldest work is redone first.
+  auto front_end = waiting_.begin() + static_cast<std::ptrdiff_t>(num_preempted_in_step_);
+  auto earlier = [](const Request* a, const Request* b) { return a->arrival < b->arrival; };
+  auto pos = std::upper_bound(waiting_.begin(), front_end, request, earlier);
+  waiting_.insert(pos, request);
+  ++num_preempted_in_step_;
+}
+
+bool Scheduler::remove(uint64_t request_id) {
+  auto same_id = [request_id](const Request* r) { return r->id == request_id; };
+  Request* found = nullptr;
+  auto r = std::find_if(running_.begin(), running_.end(), same_id);
+  if (r != running_.end()) {
+    found = *r;
+    running_.erase(r);
+  } else {
+    auto w = std::find_if(waiting_.begin(), waiting_.end(), same_id);
+    if (w == waiting_.end()) return false;
+    found = *w;
+    waiting_.erase(w);
+  }
+  kv_cache_.free(found->id);
+  found->status = RequestStatus::kFinished;
+  return true;
+}
+
+}  // namespace octavo
