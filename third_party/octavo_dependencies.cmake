@@ -60,7 +60,8 @@ add_library(octavo::blas ALIAS octavo_blas)
 
 # ---- pybind11, GoogleTest -----------------------------------------------------------------
 if(OCTAVO_PYTHON)
-  find_package(pybind11 CONFIG REQUIRED)
+  octavo_python_query(PYBIND11_CMAKE_DIR "import pybind11; print(pybind11.get_cmake_dir())")
+  find_package(pybind11 CONFIG REQUIRED HINTS ${PYBIND11_CMAKE_DIR})
 endif()
 if(OCTAVO_TESTS)
   find_package(GTest REQUIRED)

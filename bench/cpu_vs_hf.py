@@ -1,0 +1,112 @@
+"""octavo vs HF transformers on the CPU, same batch, one run (issue: engine spine target).
+
+64 prompts of 128 random tokens in, 64 tokens out (ignore_eos), greedy, float32, on a small
+random Llama (4 layers x hidden 512 by default). Both sides get a warm-up run, then
+--repeats timed runs; the median and the spread are printed, with the ratio.
+
+    python bench/cpu_vs_hf.py [--num-prompts 64 --input-len 128 --output-len 64 --repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+
+def make_model(path: str, args) -> str:
+    from octavo.testing.tiny_models import make_tiny_model
+
+    return make_tiny_model(path, "llama", vocab_size=args.vocab_size, hidden_size=args.hidden_size,
+                           num_layers=args.num_layers, num_heads=args.num_heads, num_kv_heads=args.num_kv_heads,
+                           intermediate_size=args.intermediate_size, max_position_embeddings=1024)
+
+
+def run_octavo(model_dir: str, prompts: list[list[int]], args) -> list[float]:
+    from octavo import LLM, SamplingParams
+
+    llm = LLM(model_dir, max_num_seqs=max(args.num_prompts, 1), max_model_len=1024, seed=0)
+    sp = SamplingParams(temperature=0.0, max_tokens=args.output_len, ignore_eos=True)
+    inputs = [{"prompt_token_ids": p} for p in prompts]
+    llm.generate(inputs, sp, use_tqdm=False)
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        outs = llm.generate(inputs, sp, use_tqdm=False)
+        times.append(time.perf_counter() - start)
+        assert all(len(o.outputs[0].token_ids) == args.output_len for o in outs)
+    return times
+
+
+def run_hf(model_dir: str, prompts: list[list[int]], args) -> list[float]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    ids = torch.tensor(prompts, dtype=torch.long)
+    mask = torch.ones_like(ids)
+
+    def once():
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
+                                 max_new_tokens=args.output_len, min_new_tokens=args.output_len,
+                                 pad_token_id=0)
+        assert out.shape[1] == ids.shape[1] + args.output_len
+
+    once()
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summary(name: str, times: list[float], args) -> dict:
+    med = statistics.median(times)
+    out_tok = args.num_prompts * args.output_len
+    total_tok = args.num_prompts * (args.input_len + args.output_len)
+    print(f"{name:8s} median {med:7.3f} s  (min {min(times):.3f}, max {max(times):.3f})  "
+          f"{args.num_prompts / med:7.2f} req/s  {total_tok / med:9.1f} total tok/s  {out_tok / med:8.1f} out tok/s")
+    return {"median_s": med, "times_s": times, "requests_per_s": args.num_prompts / med,
+            "total_tokens_per_s": total_tok / med, "output_tokens_per_s": out_tok / med}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--num-prompts", type=int, default=64)
+    p.add_argument("--input-len", type=int, default=128)
+    p.add_argument("--output-len", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--hidden-size", type=int, default=512)
+    p.add_argument("--num-layers", type=int, default=4)
+    p.add_argument("--num-heads", type=int, default=8)
+    p.add_argument("--num-kv-heads", type=int, default=8)
+    p.add_argument("--intermediate-size", type=int, default=1536)
+    p.add_argument("--vocab-size", type=int, default=32000)
+    p.add_argument("--output-json", default=None)
+    args = p.parse_args()
+
+    os.environ.setdefault("OCTAVO_LOG", "quiet")
+    rng = np.random.default_rng(0)
+    prompts = rng.integers(10, args.vocab_size, size=(args.num_prompts, args.input_len)).tolist()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = make_model(os.path.join(tmp, "model"), args)
+        print(f"model: llama {args.num_layers} layers x hidden {args.hidden_size}, vocab {args.vocab_size}; "
+              f"{args.num_prompts} prompts x {args.input_len} in / {args.output_len} out; {os.cpu_count()} CPUs")
+        octavo = summary("octavo", run_octavo(model_dir, prompts, args), args)
+        hf = summary("hf", run_hf(model_dir, prompts, args), args)
+    ratio = hf["median_s"] / octavo["median_s"]
+    print(f"octavo / hf throughput: {ratio:.2f}x")
+    if args.output_json:
+        with open(args.output_json, "w") as f:
+            json.dump({"octavo": octavo, "hf": hf, "ratio": ratio, "args": vars(args)}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
