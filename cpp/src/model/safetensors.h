@@ -54,6 +54,7 @@ class SafetensorsReader {
   std::vector<std::string> names() const;
 
  private:
+  std::string model_dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const TensorInfo*> index_;
 };
