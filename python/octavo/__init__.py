@@ -5,9 +5,19 @@
     outputs = llm.generate(["Hello, my name is"], SamplingParams(temperature=0.8, top_p=0.95))
 """
 
-from octavo.llm import LLM
+from typing import Any
+
 from octavo.outputs import CompletionOutput, Logprob, RequestOutput
 from octavo.sampling_params import SamplingParams
 
 __all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput", "Logprob"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # LLM needs the native extension; the pure-Python types above do not.
+    if name == "LLM":
+        from octavo.llm import LLM
+
+        return LLM
+    raise AttributeError(f"module 'octavo' has no attribute {name!r}")
