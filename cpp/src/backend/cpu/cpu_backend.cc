@@ -66,7 +66,7 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(int32_t num_threads) {
     if (num_threads < 0) throw InvalidArgument("make_cpu_backend: num_threads must be >= 0");
     num_threads_ = num_threads == 0 ? omp_get_num_procs() : num_threads;
-    cpu::set_blas_threads(num_threads_);
+    cpu::set_blas_threads(1);
   }
 
   std::string name() const override { return "cpu"; }
@@ -139,9 +139,34 @@ class CpuBackend final : public Backend {
       for (int64_t i = 0; i < m; ++i) std::memcpy(row_ptr(y, i), b, n * sizeof(float));
       beta = 1.0f;
     }
-    cpu::sgemm_nt(static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), x.ptr<float>(),
-                  static_cast<int>(x.row_stride), w.ptr<float>(), static_cast<int>(w.row_stride),
-                  beta, y.ptr<float>(), static_cast<int>(y.row_stride));
+    // One thread pool for the whole backend: BLAS runs single-threaded inside OpenMP
+    // slices (of w's rows when the output is wide, of x's rows when it is tall). Two
+    // runtimes spinning on the same cores cost 3x on a 2-core machine (measured).
+    const int slices = (m * n * k >= cpu::kMinParallelGemmFlops) ? num_threads_ : 1;
+    const bool split_n = n >= m;
+    const int64_t extent = split_n ? n : m;
+#pragma omp parallel for num_threads(slices) schedule(static) if (slices > 1)
+    for (int s = 0; s < slices; ++s) {
+      // Slice edges on multiples of 16 rows keep BLAS on its vector kernels.
+      const int64_t begin = std::min(extent, (extent * s / slices + 15) / 16 * 16);
+      const int64_t end = s + 1 == slices ? extent : std::min(extent, (extent * (s + 1) / slices + 15) / 16 * 16);
+      if (begin >= end) continue;
+      const float* a = x.ptr<float>();
+      const float* b = w.ptr<float>();
+      float* c = y.ptr<float>();
+      int mm = static_cast<int>(m), nn = static_cast<int>(n);
+      if (split_n) {
+        b += begin * w.row_stride;
+        c += begin;
+        nn = static_cast<int>(end - begin);
+      } else {
+        a += begin * x.row_stride;
+        c += begin * y.row_stride;
+        mm = static_cast<int>(end - begin);
+      }
+      cpu::sgemm_nt(mm, nn, static_cast<int>(k), a, static_cast<int>(x.row_stride), b,
+                    static_cast<int>(w.row_stride), beta, c, static_cast<int>(y.row_stride));
+    }
   }
 
   // table: [vocab, hidden], ids: [tokens], out: [tokens, hidden]

@@ -13,6 +13,9 @@ namespace octavo::cpu {
 // floats than this (a few microseconds of copying or arithmetic) runs on the calling thread.
 // A rough threshold, not a tuned one.
 constexpr int64_t kMinParallelFloats = 1 << 15;
+// m * n * k below which a GEMM stays on one thread (a 64x64x64 product: ~0.5 MFLOP, a few
+// tens of microseconds, about what waking a second thread costs).
+constexpr int64_t kMinParallelGemmFlops = 64 * 64 * 64;
 
 inline void require_float32(const Tensor& t, const char* op, const char* name) {
   if (t.dtype != DType::kFloat32) {
