@@ -77,6 +77,35 @@ def summary(name: str, times: list[float], args) -> dict:
             "total_tokens_per_s": total_tok / med, "output_tokens_per_s": out_tok / med}
 
 
+def gemm_ceiling_gflops() -> float:
+    """fp32 GEMM rate of this machine (numpy's BLAS, 2048^3, best of 5): the compute ceiling."""
+    a = np.random.default_rng(1).random((2048, 2048), dtype=np.float32)
+    b = np.random.default_rng(2).random((2048, 2048), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(5))
+    return 2 * 2048**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def workload_gflop(args) -> float:
+    """Dense-layer FLOPs of the run (attention is small at these lengths): every prompt
+    token through the layers, every output token's row through the layers and the LM head."""
+    h, inter, layers, heads, kv = (args.hidden_size, args.intermediate_size, args.num_layers,
+                                   args.num_heads, args.num_kv_heads)
+    head_dim = h // heads
+    per_token = layers * (h * (heads + 2 * kv) * head_dim + heads * head_dim * h + 3 * h * inter)
+    lm_head = h * args.vocab_size
+    # The last prompt token and every output token but the last produce logits (vLLM does the same).
+    tokens_through_layers = args.num_prompts * (args.input_len + args.output_len - 1)
+    logit_rows = args.num_prompts * args.output_len
+    return 2 * (tokens_through_layers * per_token + logit_rows * lm_head) / 1e9
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num-prompts", type=int, default=64)
@@ -103,9 +132,16 @@ def main() -> None:
         hf = summary("hf", run_hf(model_dir, prompts, args), args)
     ratio = hf["median_s"] / octavo["median_s"]
     print(f"octavo / hf throughput: {ratio:.2f}x")
+    ceiling = gemm_ceiling_gflops()
+    gflop = workload_gflop(args)
+    floor = gflop / ceiling
+    print(f"ceiling: fp32 GEMM {ceiling:.0f} GFLOP/s on this machine; the run is {gflop:.0f} GFLOP of dense layers, "
+          f"so no engine finishes it in less than {floor:.2f} s (octavo at {floor / octavo['median_s']:.0%} "
+          f"of that ceiling, hf at {floor / hf['median_s']:.0%})")
     if args.output_json:
         with open(args.output_json, "w") as f:
-            json.dump({"octavo": octavo, "hf": hf, "ratio": ratio, "args": vars(args)}, f, indent=2)
+            json.dump({"octavo": octavo, "hf": hf, "ratio": ratio, "gemm_ceiling_gflops": ceiling,
+                       "workload_gflop": gflop, "floor_s": floor, "args": vars(args)}, f, indent=2)
 
 
 if __name__ == "__main__":

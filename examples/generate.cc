@@ -5,6 +5,7 @@
 // Prints the generated token ids on one line, space-separated.
 #include <cstdlib>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,9 @@ int main(int argc, char** argv) {
   } catch (const octavo::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;
+  } catch (const std::logic_error& e) {  // std::stoi on a non-number
+    std::cerr << "error: MAX_TOKENS and the ids must be integers (" << e.what() << ")\n";
+    return 2;
   }
   return 0;
 }

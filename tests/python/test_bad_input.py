@@ -352,13 +352,6 @@ def test_safetensors_with_ascii_garbage_in_header_json_raises_value_error(model_
     assert "JSON" in str(excinfo.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: the C++ message quotes the non-UTF-8 header bytes, the binding's "
-           "PyErr_SetString cannot decode it, and Python gets a UnicodeDecodeError (a "
-           "ValueError) about the codec instead of a message naming the file",
-)
 def test_safetensors_with_binary_garbage_in_header_json_raises_value_error_naming_the_file(
         model_dir, tmp_path):
     from octavo import LLM

@@ -97,11 +97,6 @@ def test_example_without_arguments_prints_usage(example_bin):
     assert "usage" in proc.stderr.lower(), _describe(proc)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: examples/generate.cc parses arguments with std::stoi and catches only "
-           "octavo::Error, so a non-numeric argument ends in std::terminate (SIGABRT)",
-)
 @pytest.mark.parametrize("args", [("4", "five"), ("four", "5")], ids=["token_id", "max_tokens"])
 def test_example_with_non_numeric_argument_exits_non_zero_without_crashing(example_bin, make_model,
                                                                             args):
