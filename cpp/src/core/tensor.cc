@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <sstream>
 #include <utility>
 
 #include "octavo/errors.h"
@@ -79,6 +80,14 @@ Tensor Buffer::as(DType dtype, std::vector<int64_t> shape) const {
     throw Error("Buffer::as: view is larger than the buffer");
   }
   return t;
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << "]";
+  return out.str();
 }
 
 int64_t HostTensor::numel() const { return product(shape, 0); }

@@ -8,6 +8,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"
@@ -62,6 +63,9 @@ class Buffer {
   size_t bytes_ = 0;
   std::function<void(void*)> deleter_;
 };
+
+// "[2, 3]": shapes in error messages.
+std::string shape_string(const std::vector<int64_t>& shape);
 
 // A tensor in host memory with its owner, for weights on their way to a backend.
 struct HostTensor {

@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/tensor.h"
 #include "octavo/errors.h"
 
 namespace octavo {
@@ -74,14 +75,6 @@ const json& require_key(const json& entry, const char* key, const std::string& w
   return *it;
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << "]";
-  return out.str();
-}
-
 // Validates one header entry against the data section [data, data + data_bytes).
 TensorInfo parse_tensor_entry(const std::string& path, const std::string& name, const json& entry,
                               const uint8_t* data, uint64_t data_bytes) {
@@ -136,7 +129,7 @@ TensorInfo parse_tensor_entry(const std::string& path, const std::string& name, 
   const uint64_t element_bytes = dtype_size(info.dtype);
   if (numel > std::numeric_limits<uint64_t>::max() / element_bytes ||
       numel * element_bytes != end - begin) {
-    throw InvalidArgument(where + ": shape " + shape_text(info.shape) + " of " + dtype_text +
+    throw InvalidArgument(where + ": shape " + shape_string(info.shape) + " of " + dtype_text +
                           " needs " + std::to_string(numel) + " x " +
                           std::to_string(element_bytes) + " bytes but data_offsets cover " +
                           std::to_string(end - begin));

@@ -1,21 +1,13 @@
 #include "model/weights.h"
 
-#include <sstream>
 #include <string>
 
+#include "core/tensor.h"
 #include "octavo/errors.h"
 
 namespace octavo {
 
 namespace {
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << "]";
-  return out.str();
-}
 
 // Reads a tensor into host floats, checking its shape.
 HostTensor read(const SafetensorsReader& reader, const std::string& name,
