@@ -44,19 +44,14 @@ def run_octavo(model_dir: str, prompts: list[list[int]], args) -> list[float]:
 
 
 def run_hf(model_dir: str, prompts: list[list[int]], args) -> list[float]:
-    import torch
-    from transformers import AutoModelForCausalLM
+    from octavo.bench.hf_backend import HFRunner
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    ids = torch.tensor(prompts, dtype=torch.long)
-    mask = torch.ones_like(ids)
+    # All prompts in one batch; they share one length, so nothing is padded.
+    runner = HFRunner(model_dir, dtype="float32", device="cpu", pad_token_id=0)
 
     def once():
-        with torch.inference_mode():
-            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
-                                 max_new_tokens=args.output_len, min_new_tokens=args.output_len,
-                                 pad_token_id=0)
-        assert out.shape[1] == ids.shape[1] + args.output_len
+        out = runner.generate(prompts, args.output_len, max_batch_size=len(prompts))
+        assert all(len(tokens) == args.output_len for tokens in out)
 
     once()
     times = []
