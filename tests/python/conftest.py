@@ -40,6 +40,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _quiet_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's start-up line goes to stderr; keep test output readable."""
+    monkeypatch.setenv("OCTAVO_LOG", "quiet")
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A trained byte-level BPE tokenizer (vocab 384, <unk> <s> </s> <pad> = 0..3)."""

@@ -25,24 +25,6 @@ PROBE_TOKENS = 4
 SUPPORTED = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"]
 
 
-def _hf_greedy(*args, **kwargs) -> list[list[int]]:
-    """hf_greedy on one torch thread: on a busy 2-core machine torch's thread pool makes
-    each tiny forward ~100x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return hf_greedy(*args, **kwargs)
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
-    monkeypatch.setenv("OCTAVO_LOG", "quiet")
-
-
 @pytest.fixture(scope="module")
 def model_dir(make_model) -> str:
     return make_model("llama")
@@ -57,7 +39,7 @@ def llm(model_dir):
 
 @pytest.fixture(scope="module")
 def probe_reference(model_dir) -> list[int]:
-    return _hf_greedy(model_dir, [PROBE], PROBE_TOKENS, eos_token_id=EOS)[0]
+    return hf_greedy(model_dir, [PROBE], PROBE_TOKENS, eos_token_id=EOS)[0]
 
 
 @pytest.fixture

@@ -17,24 +17,6 @@ PROMPT = [5, 6, 7, 8]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def _hf_greedy(*args, **kwargs) -> list[list[int]]:
-    """hf_greedy on one torch thread: on a busy 2-core machine torch's thread pool makes
-    each tiny forward ~100x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return hf_greedy(*args, **kwargs)
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
-    monkeypatch.setenv("OCTAVO_LOG", "quiet")
-
-
 @pytest.fixture(scope="module")
 def model_dir(make_model) -> str:
     return make_model("llama")
@@ -55,7 +37,7 @@ def llm(model_dir):
 @pytest.fixture(scope="module")
 def reference(model_dir) -> list[int]:
     """HF greedy continuation of PROMPT, 6 tokens, not stopping at EOS."""
-    return _hf_greedy(model_dir, [PROMPT], 6)[0]
+    return hf_greedy(model_dir, [PROMPT], 6)[0]
 
 
 def _greedy(max_tokens: int, **kwargs) -> SamplingParams:
@@ -329,7 +311,7 @@ def test_outputs_come_back_in_input_order_with_their_own_max_tokens(llm, model_d
     outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
     assert [out.prompt_token_ids for out in outputs] == prompts
     assert [len(out.outputs[0].token_ids) for out in outputs] == max_tokens
-    expected = _hf_greedy(model_dir, prompts, max(max_tokens))
+    expected = hf_greedy(model_dir, prompts, max(max_tokens))
     for out, ref, m in zip(outputs, expected, max_tokens):
         assert list(out.outputs[0].token_ids) == ref[:m]
         assert out.outputs[0].finish_reason == "length"
