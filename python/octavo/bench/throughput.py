@@ -4,16 +4,23 @@ All requests are handed to the engine at once and the one call that runs them is
 (no warm-up, as vLLM). Random prompts are random token ids; octavo samples at temperature
 1.0 with ignore_eos (vLLM's settings) and HF decodes greedily with min_new_tokens, so every
 request generates exactly its expected number of tokens and the counts are exact.
+
+--sweep-max-num-seqs 1,4,16,64 repeats the run per value on the same prompts (a fresh
+engine each), --compare-hf does it for octavo and hf, and --plot FILE.png draws
+requests/s and output tokens/s against max_num_seqs (needs matplotlib).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from typing import Any
 
-from octavo.bench.backends import add_engine_args, args_for_json, make_backend, model_config
+from octavo.bench import plots
+from octavo.bench.backends import (DEFAULT_MAX_NUM_SEQS, add_engine_args, args_for_json, make_backend,
+                                   model_config)
 from octavo.bench.datasets import SampleRequest, random_requests, sharegpt_requests, usable_token_ids
 
 DEFAULT_INPUT_LEN = 1024
@@ -34,6 +41,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random-range-ratio", type=float, default=0.0,
                         help="random lengths uniform in [len * (1 - r), len * (1 + r)]")
     parser.add_argument("--disable-tqdm", action="store_true", help="no progress bar (octavo backend)")
+    plots.add_sweep_args(parser, "--sweep-max-num-seqs",
+                         "run once per max_num_seqs value (octavo's running batch, hf's static batch size), "
+                         "same prompts, e.g. 1,4,16,64")
 
 
 def sample_requests(args: argparse.Namespace, tokenizer: Any) -> list[SampleRequest]:
@@ -57,18 +67,8 @@ def sample_requests(args: argparse.Namespace, tokenizer: Any) -> list[SampleRequ
                            range_ratio=args.random_range_ratio, seed=args.seed)
 
 
-def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
-    """Builds the backend, times one run of all requests, prints the summary; returns the results.
-
-    The result has vLLM's fields (elapsed_time, num_requests, total_num_tokens,
-    requests_per_second, tokens_per_second, output_tokens_per_second), plus
-    total_prompt_tokens, total_output_tokens, backend and args; it is also written to
-    --output-json when given. Token counts are the requests' (prompt + expected output);
-    a RuntimeError is raised if the backend generated a different number of tokens.
-    Raises ValueError / OSError / ImportError for bad options, a missing model or a missing torch.
-    """
-    backend = make_backend(args)
-    requests = sample_requests(args, backend.tokenizer)
+def _measure(backend: Any, requests: list[SampleRequest], args: argparse.Namespace) -> dict[str, Any]:
+    """Times one run of all requests and prints vLLM's summary; returns vLLM's fields and the counts."""
     run = backend.prepare(requests, use_tqdm=not args.disable_tqdm)
     start = time.perf_counter()
     generated = run()
@@ -91,14 +91,83 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
         "total_prompt_tokens": prompt_tokens,
         "total_output_tokens": output_tokens,
         "backend": backend.name,
-        "args": args_for_json(args),
     }
     print(f"Throughput: {result['requests_per_second']:.2f} requests/s, "
           f"{result['tokens_per_second']:.2f} total tokens/s, "
           f"{result['output_tokens_per_second']:.2f} output tokens/s")
     print(f"Total num prompt tokens:  {prompt_tokens}")
     print(f"Total num output tokens:  {output_tokens}")
+    return result
+
+
+def _workload(args: argparse.Namespace, requests: list[SampleRequest]) -> str:
+    """The requests in words, for the figure's title."""
+    n = len(requests)
+    if args.dataset_name == "sharegpt":
+        mean_in = sum(r.prompt_len for r in requests) / n
+        mean_out = sum(r.expected_output_len for r in requests) / n
+        return f"ShareGPT, {n} prompts, mean {mean_in:.0f} tokens in / {mean_out:.0f} out"
+    output_len = DEFAULT_OUTPUT_LEN if args.output_len is None else args.output_len
+    spread = f" (\u00b1{args.random_range_ratio:.0%})" if args.random_range_ratio else ""
+    return f"{n} random prompts, {args.input_len} tokens in / {output_len} out{spread}"
+
+
+def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
+    """Builds the backend, times one run of all requests, prints the summary; returns the results.
+
+    The result has vLLM's fields (elapsed_time, num_requests, total_num_tokens,
+    requests_per_second, tokens_per_second, output_tokens_per_second), plus
+    total_prompt_tokens, total_output_tokens, backend and args; it is also written to
+    --output-json when given. Token counts are the requests' (prompt + expected output);
+    a RuntimeError is raised if the backend generated a different number of tokens.
+
+    With --sweep-max-num-seqs and/or --compare-hf, the benchmark runs once per (backend,
+    max_num_seqs) on the same requests, each point a fresh engine as a separate run with
+    --max-num-seqs N would build, and the result is {"sweep_parameter": "max_num_seqs",
+    "sweep": [one dict per point: the fields above less args, plus max_num_seqs], "args"}.
+    --plot FILE writes requests/s and output tokens/s against max_num_seqs as a PNG.
+    Raises ValueError / OSError / ImportError for bad options, a missing model, a missing
+    torch (hf) or a missing matplotlib (--plot).
+    """
+    sweep = args.sweep_max_num_seqs
+    if sweep is not None and args.max_num_seqs is not None:
+        raise ValueError("give --max-num-seqs or --sweep-max-num-seqs, not both")
+    backends = plots.backends_to_run(args)
+    plots.check_plot_target(args)
+    values = sweep or [args.max_num_seqs]
+    points: list[dict[str, Any]] = []
+    requests: list[SampleRequest] | None = None
+    for name in backends:
+        for value in values:
+            point_args = copy.copy(args)
+            point_args.backend, point_args.max_num_seqs = name, value
+            if len(backends) > 1 or sweep is not None:
+                print(f"== max_num_seqs {value or DEFAULT_MAX_NUM_SEQS}, backend {name} ==")
+            backend = make_backend(point_args)
+            if requests is None:
+                requests = sample_requests(args, backend.tokenizer)
+            point = _measure(backend, requests, point_args)
+            point["max_num_seqs"] = value or DEFAULT_MAX_NUM_SEQS
+            points.append(point)
+            del backend
+            plots.release_memory()
+    assert requests is not None
+
+    if sweep is None and len(backends) == 1:
+        result = {k: v for k, v in points[0].items() if k != "max_num_seqs"}
+        result["args"] = args_for_json(args)
+    else:
+        plots.print_table(
+            ("max_num_seqs", "backend", "requests/s", "output tokens/s", "total tokens/s"),
+            [(p["max_num_seqs"], p["backend"], p["requests_per_second"], p["output_tokens_per_second"],
+              p["tokens_per_second"]) for p in points])
+        result = {"sweep_parameter": "max_num_seqs", "sweep": points, "args": args_for_json(args)}
     if args.output_json:
         with open(args.output_json, "w") as f:
             json.dump(result, f, indent=4)
+    if args.plot:
+        title = (f"octavo bench throughput: {plots.model_label(args.model)}\n"
+                 f"{_workload(args, requests)}, dtype {args.dtype}")
+        plots.plot_throughput(points, args.plot, title=title)
+        print(f"Plot written to {args.plot}")
     return result
