@@ -1,0 +1,102 @@
+#include "backend/cublaslt_gemm.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "common/kernel_dtype.h"
+
+namespace octavo::cuda {
+
+namespace {
+
+void check_cublas(cublasStatus_t status, const char* what, const char* file, int line) {
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    throw std::runtime_error(std::string(file) + ":" + std::to_string(line) + ": " + what + ": cuBLAS status " +
+                             std::to_string(static_cast<int>(status)));
+  }
+}
+#define OCTAVO_CUBLAS_CHECK(expr) check_cublas((expr), #expr, __FILE__, __LINE__)
+
+cudaDataType_t cuda_type(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return CUDA_R_32F;
+    case DType::kFloat16: return CUDA_R_16F;
+    case DType::kBFloat16: return CUDA_R_16BF;
+    default: throw std::invalid_argument("cuBLASLt GEMM: unsupported dtype " + dtype_name(dtype));
+  }
+}
+
+}  // namespace
+
+CublasLtGemm::CublasLtGemm(cudaStream_t stream, void* workspace, size_t workspace_bytes)
+    : stream_(stream), workspace_(workspace), workspace_bytes_(workspace_bytes) {
+  OCTAVO_CUBLAS_CHECK(cublasLtCreate(&handle_));
+}
+
+CublasLtGemm::~CublasLtGemm() {
+  for (auto& [key, p] : plans_) {
+    cublasLtMatrixLayoutDestroy(p.a);
+    cublasLtMatrixLayoutDestroy(p.b);
+    cublasLtMatrixLayoutDestroy(p.d);
+    cublasLtMatmulDescDestroy(p.op);
+  }
+  if (handle_ != nullptr) cublasLtDestroy(handle_);
+}
+
+// Row-major y = x . w^T is, in cuBLAS's column-major terms, y^T[n, m] = w[n, k] . x^T[k, m]:
+// A is w seen as a k x n column-major matrix (transposed), B is x seen as k x m (as is).
+CublasLtGemm::Plan& CublasLtGemm::plan(const Key& key) {
+  auto found = plans_.find(key);
+  if (found != plans_.end()) return found->second;
+  const auto [m, n, k, x_stride, w_stride, y_stride, in_i, out_i, has_bias] = key;
+  const DType in = static_cast<DType>(in_i), out = static_cast<DType>(out_i);
+  Plan p;
+  // fp32 inputs stay in true fp32 (no TF32): that is the mode the tests compare with the CPU.
+  OCTAVO_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t trans = CUBLAS_OP_T, no_trans = CUBLAS_OP_N;
+  OCTAVO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof(trans)));
+  OCTAVO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &no_trans, sizeof(no_trans)));
+  if (has_bias) {
+    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    OCTAVO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    const cudaDataType_t bias_type = cuda_type(out);
+    OCTAVO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                       sizeof(bias_type)));
+  }
+  OCTAVO_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, cuda_type(in), k, n, w_stride));
+  OCTAVO_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, cuda_type(in), k, m, x_stride));
+  OCTAVO_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, cuda_type(out), n, m, y_stride));
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  OCTAVO_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  OCTAVO_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                           &workspace_bytes_, sizeof(workspace_bytes_)));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found_algos = 0;
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.d, p.d, pref, 1, &result, &found_algos);
+  cublasLtMatmulPreferenceDestroy(pref);
+  OCTAVO_CUBLAS_CHECK(status);
+  if (found_algos == 0) {
+    throw std::runtime_error("cuBLASLt has no algorithm for a " + std::to_string(m) + "x" + std::to_string(n) + "x" +
+                             std::to_string(k) + " GEMM in " + dtype_name(in));
+  }
+  p.algo = result.algo;
+  return plans_.emplace(key, p).first->second;
+}
+
+void CublasLtGemm::run(int64_t m, int64_t n, int64_t k, const void* x, int64_t x_stride, const void* w,
+                       int64_t w_stride, const void* bias, void* y, int64_t y_stride, DType in_dtype,
+                       DType out_dtype) {
+  if (m == 0 || n == 0) return;
+  Plan& p = plan(Key{m, n, k, x_stride, w_stride, y_stride, static_cast<int>(in_dtype),
+                     static_cast<int>(out_dtype), bias != nullptr});
+  if (bias != nullptr) {
+    OCTAVO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  OCTAVO_CUBLAS_CHECK(cublasLtMatmul(handle_, p.op, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo,
+                                     workspace_, workspace_bytes_, stream_));
+}
+
+}  // namespace octavo::cuda

@@ -1,0 +1,222 @@
+// The CUDA backend: device memory, cuBLASLt GEMMs and octavo's kernels behind the Backend
+// interface. One stream; the only host synchronisation in a step is the read-back of
+// sampling inputs (see sample()).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "activation/silu_mul.h"
+#include "attention/paged_attention.h"
+#include "backend/backend.h"
+#include "backend/cpu/cpu_sampling.h"
+#include "backend/cublaslt_gemm.h"
+#include "cache/write_kv_cache.h"
+#include "common/convert.h"
+#include "common/kernel_dtype.h"
+#include "embedding/embedding.h"
+#include "norm/rms_norm.h"
+#include "octavo/errors.h"
+#include "rope/rope.h"
+
+namespace octavo {
+
+namespace {
+
+using cuda::KernelDType;
+
+KernelDType kernel_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return KernelDType::kFloat32;
+    case DType::kFloat16: return KernelDType::kFloat16;
+    case DType::kBFloat16: return KernelDType::kBFloat16;
+    default: throw Error("cuda backend: no kernels for dtype " + dtype_name(dtype));
+  }
+}
+
+// cuBLASLt's recommended workspace on Hopper is 32 MiB.
+constexpr size_t kGemmWorkspaceBytes = 32u << 20;
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(DType dtype, double gpu_memory_utilization)
+      : dtype_(dtype), utilization_(gpu_memory_utilization) {
+    if (dtype != DType::kFloat32 && dtype != DType::kFloat16 && dtype != DType::kBFloat16) {
+      throw InvalidArgument("cuda backend: compute dtype must be float32, float16 or bfloat16");
+    }
+    OCTAVO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    gemm_workspace_ = allocate(kGemmWorkspaceBytes);
+    gemm_ = std::make_unique<cuda::CublasLtGemm>(stream_, gemm_workspace_.data(), kGemmWorkspaceBytes);
+  }
+
+  ~CudaBackend() override {
+    gemm_.reset();
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda"; }
+  DType compute_dtype() const override { return dtype_; }
+
+  Buffer allocate(size_t bytes, bool zero = false) override {
+    void* data = nullptr;
+    const cudaError_t status = cudaMalloc(&data, std::max<size_t>(bytes, 1));
+    if (status != cudaSuccess) {
+      cudaGetLastError();
+      size_t free_bytes = 0, total = 0;
+      cudaMemGetInfo(&free_bytes, &total);
+      throw InvalidArgument("cuda backend: cannot allocate " + std::to_string(bytes) + " bytes of device memory (" +
+                            std::to_string(free_bytes) + " free of " + std::to_string(total) + ")");
+    }
+    if (zero) OCTAVO_CUDA_CHECK(cudaMemsetAsync(data, 0, bytes, stream_));
+    return Buffer(data, bytes, [](void* p) { cudaFree(p); });
+  }
+
+  Buffer allocate_host(size_t bytes) override {
+    void* data = nullptr;
+    OCTAVO_CUDA_CHECK(cudaMallocHost(&data, std::max<size_t>(bytes, 1)));
+    return Buffer(data, bytes, [](void* p) { cudaFreeHost(p); });
+  }
+
+  Buffer upload(const HostTensor& host) override { return upload_as(host, dtype_); }
+  Buffer upload_float32(const HostTensor& host) override { return upload_as(host, DType::kFloat32); }
+
+  void copy_to_device(void* dst, const void* src, size_t bytes) override {
+    if (bytes > 0) OCTAVO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+  }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return;
+    OCTAVO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void synchronize() override { OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  // The memory plan: weights and every activation buffer are allocated before the KV cache,
+  // so what is in use now is the engine's peak apart from the cache; the cache gets the rest
+  // of gpu_memory_utilization x device memory.
+  int64_t default_kv_cache_bytes(int64_t bytes_needed_for_all_seqs) const override {
+    size_t free_bytes = 0, total = 0;
+    OCTAVO_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+    const double used = static_cast<double>(total - free_bytes);
+    const double budget = utilization_ * static_cast<double>(total) - used;
+    (void)bytes_needed_for_all_seqs;  // vLLM gives the cache the whole budget, whatever the batch needs
+    return budget > 0 ? static_cast<int64_t>(budget) : 0;
+  }
+
+  void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
+    if (x.dtype != w.dtype) throw Error("cuda gemm: x and w dtypes differ");
+    gemm_->run(x.dim(0), w.dim(0), x.dim(1), x.data, x.row_stride, w.data, w.row_stride,
+               bias != nullptr ? bias->data : nullptr, y.data, y.row_stride, x.dtype, y.dtype);
+  }
+
+  void embedding(const Tensor& table, const int32_t* ids, Tensor& out) override {
+    cuda::launch_embedding(out.data, out.row_stride, table.data, ids, out.rows(), table.row_size(),
+                           kernel_dtype(out.dtype), stream_);
+  }
+
+  void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out) override {
+    const int64_t dim = x.dim(-1);
+    cuda::launch_rms_norm(out.data, out.row_stride, x.data, x.row_stride, w.data, x.rows(), x.row_size() / dim, dim,
+                          eps, kernel_dtype(x.dtype), stream_);
+  }
+
+  void add_rms_norm(Tensor& residual, const Tensor& delta, const Tensor& w, float eps, Tensor& out) override {
+    cuda::launch_add_rms_norm(residual.data, residual.row_stride, delta.data, delta.row_stride, w.data, out.data,
+                              out.row_stride, residual.rows(), residual.row_size(), eps,
+                              kernel_dtype(residual.dtype), stream_);
+  }
+
+  void rope(Tensor& q, Tensor& k, const int32_t* positions, const RopeTable& table) override {
+    cuda::launch_rope(q.data, q.row_stride, k.data, k.row_stride, positions, table.cos_sin.ptr<float>(),
+                      table.cos_sin.row_stride, table.cos_sin.dim(1), q.rows(), q.dim(1), k.dim(1), q.dim(2),
+                      kernel_dtype(q.dtype), stream_);
+  }
+
+  void write_kv_cache(const Tensor& k, const Tensor& v, const int64_t* slot_mapping, Tensor& k_cache,
+                      Tensor& v_cache) override {
+    cuda::launch_write_kv_cache(k.data, k.row_stride, v.data, v.row_stride, slot_mapping, k_cache.data, v_cache.data,
+                                k.rows(), k.dim(1), k.dim(2), kernel_dtype(k.dtype), stream_);
+  }
+
+  void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionMetadata& meta,
+                       float scale, int32_t sliding_window, Tensor& out) override {
+    const int64_t q_heads = q.dim(1), head_dim = q.dim(2), kv_heads = k_cache.dim(2), block_size = k_cache.dim(1);
+    const size_t need =
+        cuda::paged_attention_workspace_bytes(meta.num_seqs, q_heads, kv_heads, head_dim, meta.max_seq_len);
+    // Planned at start-up (plan_attention); only callers that skipped the plan grow it here.
+    if (need > attention_workspace_.bytes()) attention_workspace_ = allocate(need);
+    cuda::launch_paged_attention(out.data, out.row_stride, q.data, q.row_stride, k_cache.data, v_cache.data,
+                                 meta.query_start_loc, meta.seq_lens, meta.block_tables, meta.num_seqs,
+                                 meta.max_blocks_per_seq, block_size, q.rows(), meta.max_query_len,
+                                 meta.max_seq_len, q_heads, kv_heads, head_dim, scale, sliding_window,
+                                 kernel_dtype(q.dtype), attention_workspace_.data(), attention_workspace_.bytes(),
+                                 stream_);
+  }
+
+  void plan_attention(int64_t max_num_seqs, int64_t max_seq_len, int64_t q_heads, int64_t kv_heads,
+                      int64_t head_dim) override {
+    const size_t need = cuda::paged_attention_workspace_bytes(max_num_seqs, q_heads, kv_heads, head_dim, max_seq_len);
+    if (need > attention_workspace_.bytes()) attention_workspace_ = allocate(need);
+  }
+
+  void silu_mul(const Tensor& gate_up, Tensor& out) override {
+    cuda::launch_silu_mul(out.data, out.row_stride, gate_up.data, gate_up.row_stride, out.rows(), out.dim(1),
+                          kernel_dtype(out.dtype), stream_);
+  }
+
+  void gather_rows(const Tensor& x, const int32_t* index, Tensor& out) override {
+    cuda::launch_gather_rows(out.data, out.row_stride, x.data, x.row_stride, index, out.rows(), out.row_size(),
+                             kernel_dtype(out.dtype), stream_);
+  }
+
+  // Sampling reads the float32 logits back and runs the CPU sampler: the GPU sampling
+  // kernels (issue 4) are not written yet. This is the step's one device-to-host copy.
+  std::vector<SampleResult> sample(Tensor& logits, const std::vector<SamplingRow>& rows) override {
+    const size_t n = static_cast<size_t>(logits.rows()) * static_cast<size_t>(logits.dim(1));
+    host_logits_.resize(n);
+    copy_to_host(host_logits_.data(), logits.data, n * sizeof(float));
+    Tensor host(host_logits_.data(), DType::kFloat32, {logits.rows(), logits.dim(1)});
+    return cpu::sample_rows(host, rows, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  }
+
+ private:
+  Buffer upload_as(const HostTensor& host, DType dtype) {
+    const size_t n = static_cast<size_t>(host.numel());
+    Buffer staging = allocate(n * sizeof(float));
+    OCTAVO_CUDA_CHECK(cudaMemcpy(staging.data(), host.values.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    if (dtype == DType::kFloat32) return staging;
+    Buffer out = allocate(n * dtype_size(dtype));
+    cuda::launch_convert(out.data(), kernel_dtype(dtype), staging.data(), KernelDType::kFloat32,
+                         static_cast<int64_t>(n), stream_);
+    synchronize();
+    return out;
+  }
+
+  DType dtype_;
+  double utilization_;
+  cudaStream_t stream_ = nullptr;
+  Buffer gemm_workspace_;
+  std::unique_ptr<cuda::CublasLtGemm> gemm_;
+  Buffer attention_workspace_;
+  std::vector<float> host_logits_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(DType compute_dtype, double gpu_memory_utilization) {
+  return std::make_unique<CudaBackend>(compute_dtype, gpu_memory_utilization);
+}
+
+bool cuda_device_available() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return count > 0;
+}
+
+}  // namespace octavo
