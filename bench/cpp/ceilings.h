@@ -1,0 +1,24 @@
+// The two roofline ceilings, measured at the start of each run on the same machine, threads
+// and backend as the cases after them: memory bandwidth from a large copy (bytes read plus
+// bytes written, buffers many times the LLC) and the FLOP rate of the backend's GEMM on a
+// square problem. Both are medians of several repetitions.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/backend.h"
+#include "harness.h"
+
+namespace octavo::bench {
+
+struct CeilingConfig {
+  int64_t copy_bytes = int64_t{256} << 20;  // each of source and destination
+  int gemm_size = 2048;                     // m = n = k
+  int threads = 1;                          // threads of the CPU copy (the backend's)
+  TimingConfig timing;
+};
+
+Ceilings measure_ceilings(Backend& backend, DeviceClock& clock, const CeilingConfig& config,
+                          uint64_t seed);
+
+}  // namespace octavo::bench
