@@ -13,6 +13,7 @@ void register_engine(py::module_& m) {
       .def(py::init<>())
       .def_readwrite("model_dir", &EngineConfig::model_dir)
       .def_readwrite("config_json", &EngineConfig::config_json)
+      .def_readwrite("load_format", &EngineConfig::load_format)
       .def_readwrite("device", &EngineConfig::device)
       .def_readwrite("max_model_len", &EngineConfig::max_model_len)
       .def_readwrite("max_num_seqs", &EngineConfig::max_num_seqs)

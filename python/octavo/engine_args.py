@@ -15,6 +15,8 @@ from typing import Any
 logger = logging.getLogger("octavo")
 
 _DTYPES = {"auto", "float32", "float", "bfloat16", "float16", "half"}
+# "dummy" is vLLM's: random weights of the config's shapes, no weight file read.
+LOAD_FORMATS = ("auto", "safetensors", "dummy")
 
 # vLLM options accepted through **kwargs, with their defaults. Each is honoured, or its
 # non-default values are refused in check_unsupported below.
@@ -115,7 +117,7 @@ class EngineArgs:
                           DeprecationWarning, stacklevel=4)
         refuse = {
             "scheduling_policy": ("fcfs",),
-            "load_format": ("auto", "safetensors"),
+            "load_format": LOAD_FORMATS,
             "enable_prefix_caching": (None, False),
             "pipeline_parallel_size": (1,),
             "data_parallel_size": (1,),
@@ -139,6 +141,7 @@ class EngineArgs:
         cfg = native.EngineConfig()
         cfg.model_dir = model_dir
         cfg.config_json = config_json
+        cfg.load_format = self.option("load_format")
         cfg.device = self.resolved_device(native)
         if cfg.device == "cpu" and self.dtype in ("bfloat16", "float16", "half"):
             logger.warning("dtype=%s: the CPU backend computes in float32 (weights are converted at load)",

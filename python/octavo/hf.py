@@ -82,6 +82,7 @@ def resolve_model_path(
     revision: str | None = None,
     hf_token: bool | str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    weights: bool = True,
 ) -> str:
     """Returns a local directory holding `model`'s files.
 
@@ -90,6 +91,7 @@ def resolve_model_path(
     - A missing path that looks local (see `_looks_like_local_path`) raises FileNotFoundError
       naming it.
     - Anything else is a Hub id: huggingface_hub.snapshot_download fetches `ALLOW_PATTERNS`
+      (without *.safetensors when `weights` is False: load_format="dummy" reads none)
       at `revision` (None: "main") into `cache_dir` (None: the Hub's cache, HF_HUB_CACHE),
       using `hf_token`. With HF_HUB_OFFLINE set, only the cache is consulted.
       Any failure (unknown repo or revision, gated repo, not cached while offline, network
@@ -119,7 +121,7 @@ def resolve_model_path(
             revision=revision,
             token=hf_token,
             cache_dir=None if cache_dir is None else os.fspath(cache_dir),
-            allow_patterns=list(ALLOW_PATTERNS),
+            allow_patterns=[p for p in ALLOW_PATTERNS if weights or p != "*.safetensors"],
             local_files_only=offline,
         )
     except _hub_errors() as err:

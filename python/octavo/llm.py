@@ -36,9 +36,11 @@ class LLM:
     """An LLM for generating texts from given prompts and sampling parameters.
 
     Same constructor and methods as ``vllm.LLM``. ``model`` is a local HF model folder or
-    a hub id (resolved through huggingface_hub, honouring HF_HUB_OFFLINE). Raises OSError
-    when the model cannot be found, ValueError for unsupported or invalid settings and
-    TypeError for unknown keyword arguments.
+    a hub id (resolved through huggingface_hub, honouring HF_HUB_OFFLINE). With
+    ``load_format="dummy"`` the weights are random (uniform in [-1e-3, 1e-3], fixed by
+    ``seed``) and the folder needs only config.json, plus the tokenizer files unless
+    ``skip_tokenizer_init``. Raises OSError when the model cannot be found, ValueError for
+    unsupported or invalid settings and TypeError for unknown keyword arguments.
     """
 
     def __init__(
@@ -77,7 +79,8 @@ class LLM:
             max_num_batched_tokens=max_num_batched_tokens, block_size=block_size,
             enforce_eager=enforce_eager, hf_token=hf_token, hf_overrides=hf_overrides, device=device)
         self._args = args
-        model_dir = resolve_model_path(model, revision=revision, hf_token=hf_token)
+        model_dir = resolve_model_path(model, revision=revision, hf_token=hf_token,
+                                       weights=args.option("load_format") != "dummy")
         self._model_dir = model_dir
         hf_config = load_hf_config(model_dir, hf_overrides)
         generation_config = args.option("generation_config")

@@ -406,7 +406,7 @@ def test_swap_space_warns_deprecation_and_llm_works(model_dir, probe_reference):
 @pytest.mark.parametrize(
     "option, value",
     [("tensor_parallel_size", 2), ("quantization", "awq"), ("enable_prefix_caching", True),
-     ("scheduling_policy", "priority"), ("load_format", "dummy"), ("pipeline_parallel_size", 2)],
+     ("scheduling_policy", "priority"), ("load_format", "pt"), ("pipeline_parallel_size", 2)],
 )
 def test_known_but_unsupported_option_raises_value_error_naming_it(model_dir, option, value):
     from octavo import LLM

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,31 @@ def test_latency_prints_average_and_percentiles(backend, make_model, capsys, tmp
     assert sorted(result["percentiles"], key=int) == ["10", "25", "50", "75", "90", "99"]
     assert result["percentiles"]["50"] == pytest.approx(np.median(result["latencies"]))
     assert result["ms_per_output_token"] == pytest.approx(result["avg_latency"] * 1000 / 4)
+
+
+def test_dummy_weights_need_only_config_and_tokenizer(make_model, capsys, tmp_path):
+    model = tmp_path / "config-only"
+    model.mkdir()
+    for f in Path(make_model("llama")).iterdir():
+        if f.is_file() and ".safetensors" not in f.name:
+            shutil.copy(f, model / f.name)
+    assert not list(model.glob("*.safetensors*"))
+    out, result = _run(["throughput", "--model", str(model), "--load-format", "dummy", "--num-prompts", "3",
+                        "--input-len", "6", "--output-len", "5", "--disable-tqdm"], capsys, tmp_path / "t.json")
+    assert THROUGHPUT_LINE.search(out), out
+    assert result["args"]["load_format"] == "dummy"
+    assert result["num_requests"] == 3
+    assert result["total_num_tokens"] == 3 * (6 + 5)
+    assert result["total_output_tokens"] == 3 * 5
+
+    out, result = _run(["latency", "--model", str(model), "--load-format", "dummy", "--batch-size", "2",
+                        "--input-len", "6", "--output-len", "3", "--num-iters-warmup", "0", "--num-iters", "1"],
+                       capsys, tmp_path / "l.json")
+    assert result["ms_per_output_token"] == pytest.approx(result["avg_latency"] * 1000 / 3)
+
+    with pytest.raises(SystemExit, match="--load-format dummy applies to the octavo backend only"):
+        _run(["throughput", "--model", str(model), "--load-format", "dummy", "--backend", "hf",
+              "--num-prompts", "1"], capsys, tmp_path / "h.json")
 
 
 def _sharegpt_file(path: Path) -> list[tuple[str, str]]:

@@ -17,6 +17,10 @@ namespace octavo {
 struct EngineConfig {
   std::string model_dir;             // HF layout: config.json + *.safetensors
   std::string config_json;           // if non-empty, used instead of model_dir/config.json
+  // "auto" or "safetensors": read model_dir's safetensors files. "dummy" (vLLM's): random
+  // weights of the config's shapes, from `seed`; no weight file is opened, so model_dir may
+  // hold only config.json, or be empty when config_json is given.
+  std::string load_format = "auto";
   std::string device = "cpu";        // "cpu" (CUDA arrives with its backend)
   int32_t max_model_len = 0;         // 0: the model's max_position_embeddings
   int32_t max_num_seqs = 256;

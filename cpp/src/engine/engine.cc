@@ -12,7 +12,7 @@
 #include "kv_cache/kv_cache_manager.h"
 #include "model/decoder.h"
 #include "model/model_config.h"
-#include "model/safetensors.h"
+#include "model/weight_source.h"
 #include "octavo/errors.h"
 #include "sampling/sampler.h"
 #include "scheduler/scheduler.h"
@@ -122,11 +122,16 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
                           ") must be at least max_model_len (" + std::to_string(max_model_len) + ")");
   }
   if (config_.max_logprobs < 0) throw InvalidArgument("max_logprobs must be non-negative");
+  const LoadFormat load_format = parse_load_format(config_.load_format);
 
   backend_ = make_backend(config_);
-  SafetensorsReader reader(config_.model_dir);
-  model_ = std::make_unique<DecoderModel>(mc, load_weights(mc, reader, *backend_), *backend_, budget,
-                                          config_.max_num_seqs, max_model_len);
+  {
+    // Scoped: the safetensors mappings are released once the weights are on the backend.
+    std::unique_ptr<WeightSource> source =
+        make_weight_source(load_format, config_.model_dir, mc, config_.seed, config_.num_threads);
+    model_ = std::make_unique<DecoderModel>(mc, load_weights(mc, *source, *backend_), *backend_, budget,
+                                            config_.max_num_seqs, max_model_len);
+  }
 
   // Memory plan: the KV cache takes what the user gave, or what the backend plans.
   const int32_t block_size = config_.block_size;
@@ -176,6 +181,7 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
 
   std::ostringstream line;
   line << mc.architecture << " on " << backend_->name() << ": weights " << gib(info.weight_bytes)
+       << (load_format == LoadFormat::kDummy ? " (dummy)" : "")
        << ", KV cache " << gib(info.kv_cache_bytes) << " = " << num_blocks << " blocks of " << block_size
        << " tokens, room for " << num_blocks / blocks_per_seq << " sequences of max_model_len " << max_model_len;
   log_info(line.str());

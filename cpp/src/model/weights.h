@@ -7,7 +7,7 @@
 
 #include "backend/backend.h"
 #include "model/model_config.h"
-#include "model/safetensors.h"
+#include "model/weight_source.h"
 
 namespace octavo {
 
@@ -31,8 +31,8 @@ struct ModelWeights {
   int64_t bytes = 0;  // on the backend
 };
 
-// Reads, checks shapes, converts and uploads every tensor the config calls for.
-// Throws InvalidArgument naming a missing tensor or a tensor of the wrong shape.
-ModelWeights load_weights(const ModelConfig& config, const SafetensorsReader& reader, Backend& backend);
+// Reads every tensor the config calls for from `source` (which checks its shape), fuses
+// and uploads it. Throws InvalidArgument naming a missing tensor or one of the wrong shape.
+ModelWeights load_weights(const ModelConfig& config, const WeightSource& source, Backend& backend);
 
 }  // namespace octavo

@@ -33,7 +33,8 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-num-batched-tokens", type=int, default=None)
     parser.add_argument("--enforce-eager", action="store_true")
     parser.add_argument("--load-format", default="auto", choices=("auto", "safetensors", "dummy"),
-                        help="passed to LLM(load_format=...); dummy is refused by the engine for now")
+                        help="passed to LLM(load_format=...); dummy: random weights, the model folder "
+                             "needs only config.json and the tokenizer (octavo backend only)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=0, help="seeds the prompts and the engine")
     parser.add_argument("--disable-detokenize", action="store_true",
@@ -47,7 +48,7 @@ class OctavoBackend:
 
     Requests run as vLLM's benchmarks run them: temperature 1.0, top_p 1.0, ignore_eos, so
     each generates exactly its expected_output_len tokens. Raises what LLM() raises
-    (ValueError for refused options such as --load-format dummy, OSError for a missing model).
+    (ValueError for refused options, OSError for a missing model).
     """
 
     name = "octavo"
@@ -96,13 +97,13 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, args: argparse.Namespace) -> None:
+        if args.load_format == "dummy":
+            raise ValueError("--load-format dummy applies to the octavo backend only")
         from transformers import AutoTokenizer
 
         from octavo.bench.hf_backend import HFRunner
         from octavo.hf import resolve_model_path
 
-        if args.load_format == "dummy":
-            raise ValueError("--load-format dummy applies to the octavo backend only")
         self.runner = HFRunner(args.model, dtype=args.dtype, device=args.device)
         self.batch_size = args.max_num_seqs or DEFAULT_MAX_NUM_SEQS
         source = args.tokenizer or resolve_model_path(args.model)
@@ -129,7 +130,7 @@ def model_config(args: argparse.Namespace) -> dict[str, Any]:
     """The model's config.json as a dict."""
     from octavo.hf import load_hf_config, resolve_model_path
 
-    return load_hf_config(resolve_model_path(args.model))
+    return load_hf_config(resolve_model_path(args.model, weights=args.load_format != "dummy"))
 
 
 def args_for_json(args: argparse.Namespace) -> dict[str, Any]:
