@@ -29,7 +29,8 @@ void bench_rms_norm(BenchContext& ctx, const NormCase& c, bool fused_add) {
   // rms_norm: x read, out written. add_rms_norm: residual read and written, delta read,
   // out written. The weight is read once either way.
   const double bytes = (fused_add ? 4.0 : 2.0) * n * e + static_cast<double>(c.hidden) * e;
-  const int sets = ctx.sets_for(bytes);
+  // The residual is read and written in place: one copy of it per set in the cache.
+  const int sets = ctx.sets_for((fused_add ? 3.0 : 2.0) * n * e);
   const DType dt = ctx.backend.compute_dtype();
   TensorSets x(ctx.backend, dt, {c.rows, c.hidden}, sets, ctx.next_seed());
   std::unique_ptr<TensorSets> delta;
@@ -70,7 +71,8 @@ void bench_rope(BenchContext& ctx, const RopeCase& c) {
   // q and k rotated in place (read + write), one position and one cos/sin row per token.
   const double bytes = 2.0 * c.tokens * heads * c.head_dim * e + 4.0 * c.tokens +
                        4.0 * c.tokens * c.head_dim;
-  const int sets = ctx.sets_for(bytes);
+  // In place: each set's q and k occupy the cache once, though their bytes move twice.
+  const int sets = ctx.sets_for(static_cast<double>(c.tokens) * heads * c.head_dim * e + 4.0 * c.tokens);
   const DType dt = ctx.backend.compute_dtype();
   TensorSets q(ctx.backend, dt, {c.tokens, c.q_heads, c.head_dim}, sets, ctx.next_seed());
   TensorSets k(ctx.backend, dt, {c.tokens, c.kv_heads, c.head_dim}, sets, ctx.next_seed());

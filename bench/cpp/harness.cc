@@ -12,9 +12,11 @@ namespace octavo::bench {
 
 namespace {
 
-// Twice the LLC: see rotation_sets(). At most this many sets, so a one-row op does not
-// allocate thousands of tensors for nothing (4096 sets of 16 KiB already span 64 MiB).
-constexpr int64_t kRotationCacheMultiple = 2;
+// Four times the LLC: see rotation_sets(). Measured on a 32 MiB L3 (one-row RMSNorm):
+// twice the LLC still read ~10% faster than eight times, four times was within the noise
+// of eight. At most this many sets, so a one-row op does not allocate many thousands of
+// tensors (4096 sets of 32 KiB already span 128 MiB).
+constexpr int64_t kRotationCacheMultiple = 4;
 constexpr int kMaxRotationSets = 4096;
 // Used when sysfs does not say: the L3 of the CPU this was written on.
 constexpr int64_t kDefaultLlcBytes = int64_t{32} << 20;

@@ -74,8 +74,8 @@ Stats time_op(const TimedOp& op, const TimingConfig& config, DeviceClock& clock)
 // Median, min and max of per-call samples (ms).
 Stats summarize(std::vector<double> samples_ms, int calls_per_rep);
 
-// How many input sets of bytes_per_set to cycle so that together they span at least twice
-// the last-level cache (under LRU-like replacement, the next set is then gone from it).
+// How many input sets of bytes_per_set to cycle so that together they span several times
+// the last-level cache (harness.cc says how many): the next set is then gone from it.
 int rotation_sets(int64_t bytes_per_set, int64_t llc_bytes);
 
 // The two ceilings of the roofline, measured at the start of the run.

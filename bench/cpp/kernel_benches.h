@@ -27,8 +27,10 @@ struct BenchContext {
   bool wants(const std::string& op) const {
     return filter.empty() || op.find(filter) != std::string::npos;
   }
-  int sets_for(double bytes_per_set) const {
-    return rotation_sets(static_cast<int64_t>(bytes_per_set), llc_bytes);
+  // Input sets to cycle for an op whose inputs and outputs of one call occupy
+  // footprint_bytes (the bytes it moves, less what it reads and writes in place).
+  int sets_for(double footprint_bytes) const {
+    return rotation_sets(static_cast<int64_t>(footprint_bytes), llc_bytes);
   }
   uint64_t next_seed() { return seed++; }
   int64_t elem_bytes() const { return static_cast<int64_t>(dtype_size(backend.compute_dtype())); }
