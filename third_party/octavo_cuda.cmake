@@ -48,6 +48,8 @@ if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
   # otherwise pick nvcc's own default, sm_75 for CUDA 13).
   set(CMAKE_CUDA_ARCHITECTURES 80 90)
 endif()
+# One CUDA runtime, the shared one, for nvcc-linked code and host code alike.
+set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
 enable_language(CUDA)
 set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)

@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "backend/backend.h"
 #include "octavo/engine.h"
 
 namespace py = pybind11;
@@ -15,6 +16,8 @@ void register_engine(py::module_& m) {
       .def_readwrite("config_json", &EngineConfig::config_json)
       .def_readwrite("load_format", &EngineConfig::load_format)
       .def_readwrite("device", &EngineConfig::device)
+      .def_readwrite("dtype", &EngineConfig::dtype)
+      .def_readwrite("gpu_memory_utilization", &EngineConfig::gpu_memory_utilization)
       .def_readwrite("max_model_len", &EngineConfig::max_model_len)
       .def_readwrite("max_num_seqs", &EngineConfig::max_num_seqs)
       .def_readwrite("max_num_batched_tokens", &EngineConfig::max_num_batched_tokens)
@@ -86,6 +89,9 @@ void register_engine(py::module_& m) {
       .def_readonly("num_running", &EngineStats::num_running)
       .def_readonly("num_waiting", &EngineStats::num_waiting)
       .def_readonly("num_free_blocks", &EngineStats::num_free_blocks);
+
+  m.def("cuda_available", &cuda_device_available,
+        "True when this build has the CUDA backend and a CUDA device is present.");
 
   py::class_<Engine>(m, "Engine", "Continuous-batching engine over a paged KV cache.")
       .def(py::init<const EngineConfig&>(), py::arg("config"), py::call_guard<py::gil_scoped_release>())

@@ -135,7 +135,7 @@ class EngineArgs:
     def resolved_device(self, native) -> str:
         if self.device != "auto":
             return self.device
-        return "cuda" if getattr(native, "cuda_available", lambda: False)() else "cpu"
+        return "cuda" if native.cuda_available() else "cpu"
 
     def to_engine_config(self, native, model_dir: str, config_json: str, eos_token_ids: list[int]):
         cfg = native.EngineConfig()
@@ -143,6 +143,8 @@ class EngineArgs:
         cfg.config_json = config_json
         cfg.load_format = self.option("load_format")
         cfg.device = self.resolved_device(native)
+        cfg.dtype = self.dtype
+        cfg.gpu_memory_utilization = float(self.gpu_memory_utilization)
         if cfg.device == "cpu" and self.dtype in ("bfloat16", "float16", "half"):
             logger.warning("dtype=%s: the CPU backend computes in float32 (weights are converted at load)",
                            self.dtype)

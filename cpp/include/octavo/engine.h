@@ -21,7 +21,9 @@ struct EngineConfig {
   // weights of the config's shapes, from `seed`; no weight file is opened, so model_dir may
   // hold only config.json, or be empty when config_json is given.
   std::string load_format = "auto";
-  std::string device = "cpu";        // "cpu" (CUDA arrives with its backend)
+  std::string device = "cpu";        // "cpu" or "cuda"
+  std::string dtype = "auto";        // CUDA compute dtype: auto, float32, float16, bfloat16 (CPU: float32)
+  double gpu_memory_utilization = 0.9;  // CUDA: share of device memory the engine may take
   int32_t max_model_len = 0;         // 0: the model's max_position_embeddings
   int32_t max_num_seqs = 256;
   int32_t max_num_batched_tokens = 0;  // 0: max(8192, max_num_seqs)

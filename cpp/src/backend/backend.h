@@ -28,7 +28,7 @@ struct AttentionMetadata {
 
 // Rope parameters, already resolved from the HF config (llama3 scaling applied by the caller).
 struct RopeTable {
-  Tensor cos_sin;  // [max_position, head_dim]: cos for the first head_dim/2 columns, sin after
+  Tensor cos_sin;  // float32 [max_position, head_dim]: cos for the first head_dim/2 columns, sin after
 };
 
 // One row of a sampling batch: settings already resolved by the Sampler (sampling/).
@@ -70,8 +70,12 @@ class Backend {
 
   // Memory. allocate() never zero-fills unless asked.
   virtual Buffer allocate(size_t bytes, bool zero = false) = 0;
+  // Page-locked host memory where the device has it (fast, asynchronous copies).
+  virtual Buffer allocate_host(size_t bytes) = 0;
   // Uploads a host float tensor, converting to compute_dtype().
   virtual Buffer upload(const HostTensor& host) = 0;
+  // Uploads a host float tensor as float32 (tables that need the precision: rope).
+  virtual Buffer upload_float32(const HostTensor& host) = 0;
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() = 0;
@@ -108,6 +112,12 @@ class Backend {
                                const AttentionMetadata& meta, float scale, int32_t sliding_window,
                                Tensor& out) = 0;
 
+  // Sizes attention's scratch space for the largest step, at start-up (no-op on the CPU).
+  virtual void plan_attention(int64_t max_num_seqs, int64_t max_seq_len, int64_t q_heads, int64_t kv_heads,
+                              int64_t head_dim) {
+    (void)max_num_seqs, (void)max_seq_len, (void)q_heads, (void)kv_heads, (void)head_dim;
+  }
+
   // out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i]; gate_up: [tokens, 2 * inter].
   virtual void silu_mul(const Tensor& gate_up, Tensor& out) = 0;
 
@@ -120,5 +130,12 @@ class Backend {
 
 // The CPU backend (float32). num_threads 0: all cores.
 std::unique_ptr<Backend> make_cpu_backend(int32_t num_threads);
+
+// The CUDA backend on the current device, storing weights, activations and the KV cache in
+// compute_dtype (kFloat32, kFloat16 or kBFloat16). gpu_memory_utilization bounds what the
+// KV cache may take (the memory plan). Defined only in CUDA builds (OCTAVO_WITH_CUDA).
+std::unique_ptr<Backend> make_cuda_backend(DType compute_dtype, double gpu_memory_utilization);
+// True when this build has the CUDA backend and a CUDA device is present.
+bool cuda_device_available();
 
 }  // namespace octavo

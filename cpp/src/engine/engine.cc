@@ -1,6 +1,7 @@
 #include "octavo/engine.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -46,16 +47,37 @@ uint64_t mix64(uint64_t x) {
 }
 
 std::string gib(int64_t bytes) {
-  std::ostringstream out;
-  out.precision(3);
-  out << static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0) << " GiB";
-  return out.str();
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.3g GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+  return text;
 }
 
-std::unique_ptr<Backend> make_backend(const EngineConfig& config) {
+#ifdef OCTAVO_WITH_CUDA
+// vLLM's "auto": a bf16 checkpoint runs in bf16, fp16 and fp32 checkpoints in fp16.
+DType cuda_compute_dtype(const std::string& dtype, const ModelConfig& model) {
+  if (dtype == "float32" || dtype == "float") return DType::kFloat32;
+  if (dtype == "float16" || dtype == "half") return DType::kFloat16;
+  if (dtype == "bfloat16") return DType::kBFloat16;
+  if (dtype == "auto") return model.torch_dtype == "bfloat16" ? DType::kBFloat16 : DType::kFloat16;
+  throw InvalidArgument("dtype must be auto, float32, float16 or bfloat16, got '" + dtype + "'");
+}
+
+#endif
+
+std::unique_ptr<Backend> make_backend(const EngineConfig& config, const ModelConfig& model) {
   if (config.device == "cpu") return make_cpu_backend(config.num_threads);
   if (config.device == "cuda") {
+    if (!(config.gpu_memory_utilization > 0.0 && config.gpu_memory_utilization <= 1.0)) {
+      throw InvalidArgument("gpu_memory_utilization must be in (0, 1], got " +
+                            std::to_string(config.gpu_memory_utilization));
+    }
+#ifdef OCTAVO_WITH_CUDA
+    if (!cuda_device_available()) throw Unsupported("device 'cuda' was asked for but no CUDA device is present");
+    return make_cuda_backend(cuda_compute_dtype(config.dtype, model), config.gpu_memory_utilization);
+#else
+    (void)model;
     throw Unsupported("device 'cuda' is not available: this octavo build has no CUDA backend");
+#endif
   }
   throw InvalidArgument("device must be 'cpu' or 'cuda', got '" + config.device + "'");
 }
@@ -124,7 +146,7 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
   if (config_.max_logprobs < 0) throw InvalidArgument("max_logprobs must be non-negative");
   const LoadFormat load_format = parse_load_format(config_.load_format);
 
-  backend_ = make_backend(config_);
+  backend_ = make_backend(config_, mc);
   {
     // Scoped: the safetensors mappings are released once the weights are on the backend.
     std::unique_ptr<WeightSource> source =

@@ -15,18 +15,19 @@ size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 // Hands out aligned regions of the staging area; offsets are the same on the device.
 class Packer {
  public:
-  explicit Packer(std::vector<char>& staging) : staging_(staging) {}
+  Packer(char* staging, size_t capacity) : staging_(staging), capacity_(capacity) {}
   template <typename T>
   T* take(size_t count, size_t& offset) {
     offset = used_;
     used_ = align_up(used_ + count * sizeof(T));
-    if (used_ > staging_.size()) throw Error("StepInputs: staging area overflow");
-    return reinterpret_cast<T*>(staging_.data() + offset);
+    if (used_ > capacity_) throw Error("StepInputs: staging area overflow");
+    return reinterpret_cast<T*>(staging_ + offset);
   }
   size_t used() const { return used_; }
 
  private:
-  std::vector<char>& staging_;
+  char* staging_;
+  size_t capacity_;
   size_t used_ = 0;
 };
 }  // namespace
@@ -41,7 +42,8 @@ StepInputs::StepInputs(Backend& backend, int32_t max_num_tokens, int32_t max_num
   const size_t s = static_cast<size_t>(max_num_seqs);
   const size_t bytes = align_up(t * 4) * 2 + align_up(t * 8) + align_up((s + 1) * 4) +
                        align_up(s * 4) * 2 + align_up(s * static_cast<size_t>(max_blocks_per_seq) * 4);
-  staging_.resize(bytes);
+  staging_ = backend_.allocate_host(bytes);
+  staging_bytes_ = bytes;
   device_ = backend_.allocate(bytes);
 }
 
@@ -56,7 +58,7 @@ ForwardInputs StepInputs::build(const SchedulerOutput& out, const KVCacheManager
   }
   if (blocks_per_seq > max_blocks_per_seq_) throw Error("StepInputs: block table too long");
 
-  Packer packer(staging_);
+  Packer packer(static_cast<char*>(staging_.data()), staging_bytes_);
   size_t o_tokens, o_positions, o_slots, o_qsl, o_lens, o_tables, o_logits;
   int32_t* tokens = packer.take<int32_t>(num_tokens, o_tokens);
   int32_t* positions = packer.take<int32_t>(num_tokens, o_positions);

@@ -29,7 +29,8 @@ class StepInputs {
   int32_t max_num_tokens_;
   int32_t max_num_seqs_;
   int32_t max_blocks_per_seq_;
-  std::vector<char> staging_;
+  Buffer staging_;  // pinned host memory where the backend has it
+  size_t staging_bytes_ = 0;
   Buffer device_;
 };
 

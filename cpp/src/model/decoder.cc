@@ -56,8 +56,9 @@ DecoderModel::DecoderModel(const ModelConfig& config, ModelWeights weights, Back
       backend_(backend),
       max_num_tokens_(max_num_tokens),
       max_logit_rows_(max_logit_rows) {
-  rope_storage_ = backend_.upload(build_rope_table(config_, max_position));
-  rope_.cos_sin = rope_storage_.as(backend_.compute_dtype(), {max_position, config_.head_dim});
+  backend_.plan_attention(max_logit_rows_, max_position, config_.num_heads, config_.num_kv_heads, config_.head_dim);
+  rope_storage_ = backend_.upload_float32(build_rope_table(config_, max_position));
+  rope_.cos_sin = rope_storage_.as(DType::kFloat32, {max_position, config_.head_dim});
 
   const size_t e = dtype_size(backend_.compute_dtype());
   const size_t t = static_cast<size_t>(max_num_tokens_);

@@ -84,6 +84,10 @@ class CpuBackend final : public Backend {
     return Buffer(data, bytes, [](void* p) { std::free(p); });
   }
 
+  Buffer allocate_host(size_t bytes) override { return allocate(bytes, false); }
+
+  Buffer upload_float32(const HostTensor& host) override { return upload(host); }
+
   Buffer upload(const HostTensor& host) override {
     const int64_t n = host.numel();
     if (n < 0 || static_cast<size_t>(n) != host.values.size()) {

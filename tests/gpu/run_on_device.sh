@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One device call: build octavo with CUDA, run the GPU op tests (CUDA vs CPU backend), the
+# GPU engine tests (vs HF transformers), and, with "bench", the benchmarks. Logs and JSON
+# go under $OUT. Usage (from the repo root, on the GPU machine): tests/gpu/run_on_device.sh [bench]
+set -uo pipefail
+OUT=${OUT:-/tmp/octavo-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+status=0
+step() { echo "== $*"; }
+
+step "carried build inputs (.whl: nlohmann-json, scipy-openblas32, libgtest-dev)"
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site
+mkdir -p /tmp/gtest && dpkg -x .whl/libgtest-dev_*.deb /tmp/gtest || exit 1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+
+step "cmake build (sm_90)"
+cmake -S . -B build/gpu -G Ninja -DOCTAVO_CUDA=ON -DOCTAVO_TESTS=ON -DOCTAVO_EXAMPLES=ON -DOCTAVO_BENCH=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH=/tmp/gtest/usr -DPython_EXECUTABLE="$(command -v python3)" \
+  > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+cmake --build build/gpu -j 16 > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
+
+step "GPU op tests: CUDA backend vs CPU backend"
+./build/gpu/octavo_gpu_tests 2>&1 | tee "$OUT/gpu_ops.log" | grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|error|relative" | head -60
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+
+step "python package with CUDA"
+python3 -m pip install -q --no-build-isolation --no-deps . -Ccmake.define.CMAKE_CUDA_ARCHITECTURES=90 \
+  -Ccmake.define.OCTAVO_CUDA=ON > "$OUT/pip.log" 2>&1 || { tail -30 "$OUT/pip.log"; exit 1; }
+
+step "GPU engine tests vs HF"
+(cd /tmp && python3 -m pytest "$OLDPWD/tests/gpu" -q -p no:cacheprovider -x 2>&1) | tee "$OUT/gpu_pytest.log" | tail -25
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+
+if [ "${1:-}" = "bench" ]; then
+  step "kernel microbenchmarks"
+  ./build/gpu/octavo_bench_kernels --backend cuda --json "$OUT/kernels.json" 2>&1 | tee "$OUT/kernels.log" | tail -40
+fi
+exit $status
