@@ -16,6 +16,8 @@
 #include "attention/paged_attention.h"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <string>
@@ -190,6 +192,31 @@ struct Paths {
   PrefillPath prefill;
 };
 
+struct DeviceLimits {
+  size_t max_smem_per_block;
+  int compute_capability;
+};
+
+// Queried once per device (every layer of every step asks).
+DeviceLimits current_device_limits() {
+  constexpr int kMaxDevices = 64;
+  static std::array<std::atomic<int64_t>, kMaxDevices> cache{};  // 0: not yet queried
+  int device = 0;
+  OCTAVO_CUDA_CHECK(cudaGetDevice(&device));
+  const int64_t cached = device < kMaxDevices ? cache[device].load(std::memory_order_relaxed) : 0;
+  if (cached != 0) return {static_cast<size_t>(cached >> 8), static_cast<int>(cached & 0xff)};
+  int optin = 0, major = 0, minor = 0;
+  OCTAVO_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  OCTAVO_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  OCTAVO_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  const DeviceLimits limits{static_cast<size_t>(optin), major * 10 + minor};
+  if (device < kMaxDevices) {
+    cache[device].store((int64_t{optin} << 8) | limits.compute_capability,
+                        std::memory_order_relaxed);
+  }
+  return limits;
+}
+
 AttentionDescriptor describe(const Params& p, KernelDType dtype, const void* q,
                              const void* k_cache, const void* v_cache) {
   const size_t elem = dtype == KernelDType::kFloat32 ? 4 : 2;
@@ -200,13 +227,9 @@ AttentionDescriptor describe(const Params& p, KernelDType dtype, const void* q,
   d.vec16_aligned = allows_vec16(elem, {q, k_cache, v_cache},
                                  {p.q_row_stride, p.head_dim, int64_t{p.kv_heads} * p.head_dim});
   d.pow2_block_size = p.block_shift >= 0;
-  int device = 0, optin = 0, major = 0, minor = 0;
-  OCTAVO_CUDA_CHECK(cudaGetDevice(&device));
-  OCTAVO_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  OCTAVO_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  OCTAVO_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  d.max_smem_per_block = static_cast<size_t>(optin);
-  d.compute_capability = major * 10 + minor;
+  const DeviceLimits limits = current_device_limits();
+  d.max_smem_per_block = limits.max_smem_per_block;
+  d.compute_capability = limits.compute_capability;
   return d;
 }
 
