@@ -44,7 +44,7 @@ struct EmuState {
   int cur = 0;
   EmuBar block_bar;
   std::vector<EmuBar> warp_bar;
-  std::vector<float> xchg;
+  std::vector<double> xchg;
   std::vector<float> dyn_smem;
 };
 inline EmuState& emu() { static EmuState s; return s; }
@@ -64,14 +64,23 @@ inline void emu_wait(EmuBar& b) {
 }
 inline void __syncthreads() { emu_wait(emu().block_bar); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu_wait(emu().warp_bar[threadIdx.x / 32]); }
-inline float __shfl_xor_sync(unsigned, float v, int off) {
+// Lane `lane` reads lane src_of(lane)'s value (its own when src_of leaves the warp).
+template <typename V, typename F>
+V emu_shuffle(V v, F src_of) {
+  static_assert(sizeof(V) <= sizeof(double), "shuffled values are at most 8 bytes");
   const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
-  emu().xchg[threadIdx.x] = v;
+  std::memcpy(&emu().xchg[threadIdx.x], &v, sizeof(V));
   __syncwarp();
-  float r = emu().xchg[w * 32 + (lane ^ off)];
+  const int src = src_of(lane);
+  V r;
+  std::memcpy(&r, &emu().xchg[w * 32 + (src >= 0 && src < 32 ? src : lane)], sizeof(V));
   __syncwarp();
   return r;
 }
+template <typename V>
+V __shfl_xor_sync(unsigned, V v, int off) { return emu_shuffle(v, [&](int l) { return l ^ off; }); }
+template <typename V>
+V __shfl_up_sync(unsigned, V v, unsigned off) { return emu_shuffle(v, [&](int l) { return l - (int)off; }); }
 inline std::function<void()> emu_body;
 inline void emu_entry() { emu_body(); emu().done[emu().cur] = 1; swapcontext(&emu().ctx[emu().cur], &emu().sched); }
 template <typename... KArgs, typename... Args>

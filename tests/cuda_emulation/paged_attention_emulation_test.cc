@@ -168,8 +168,17 @@ int main(int argc, char** argv) {
     c.window = pick({0, 0, 20, 300});
     c.dtype = rng() % 3;
     c.pad_q = pick({0, 0, 8, 3 * 8}); c.pad_out = pick({0, 5});
-    const int nrows = 1 + rng() % 4;
+    // Now and then a wide batch: many short decode rows around a few prefill rows, so the
+    // prefill work-item scan runs over more rows than one block has threads.
+    const bool wide = rng() % 6 == 0;
+    const int nrows = wide ? 130 + rng() % 200 : 1 + rng() % 4;
     for (int r = 0; r < nrows; ++r) {
+      if (wide) {
+        const bool prefill = rng() % 60 == 0;
+        const int q_len = prefill ? 2 + rng() % 70 : 1;
+        c.rows.push_back(Row{q_len, q_len + static_cast<int>(rng() % 30)});
+        continue;
+      }
       int kind = rng() % 4;
       Row row;
       if (kind == 0) { row.q_len = 1; row.seq_len = 1 + rng() % 1300; }

@@ -242,10 +242,12 @@ Paths choose_paths(const AttentionDescriptor& d) {
   Paths paths{d.group <= detail::kMaxDecodeGroup ? DecodePath::kSplitK : DecodePath::kSimple,
               PrefillPath::kSimple};
   // bf16 wmma (and this kernel's fp16 twin) need sm_80.
+  // The opt-in limit covers dynamic plus static shared memory (the work-item scan's few ints).
+  constexpr size_t kStaticSmemSlack = 1024;
   if (d.dtype != KernelDType::kFloat32 && d.compute_capability >= 80 &&
-      detail::prefill_mma_smem_bytes(d.head_dim) <= d.max_smem_per_block) {
+      detail::prefill_mma_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {
     paths.prefill = PrefillPath::kTensorCore;
-  } else if (detail::prefill_smem_bytes(d.head_dim) <= d.max_smem_per_block) {
+  } else if (detail::prefill_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {
     paths.prefill = PrefillPath::kTiled;
   }
   return paths;

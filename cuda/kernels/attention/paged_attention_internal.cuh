@@ -5,6 +5,8 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -69,6 +71,70 @@ __device__ __forceinline__ float warp_max(float x) {
 
 // Which rows a launch covers: the decode and prefill paths split a batch by query count.
 enum class RowFilter { kAll, kSingleQuery, kMultiQuery };
+
+// Prefill grids enumerate (row, query tile) work items of the rows with more than one query,
+// not rows x the longest row's tiles: a batch of many decode rows and one long prefill row
+// would otherwise launch mostly empty blocks, each holding a prefill block's shared memory
+// while it exits.
+struct PrefillTile {
+  int seq;   // -1: past the last work item
+  int tile;  // rows [tile * rows_per_tile, ...) of the row's q_len * group (query, head) rows
+};
+
+// Grid size: a row of q_len queries has ceil(q_len * group / rows_per_tile) tiles, at most
+// q_len * group / rows_per_tile + 1, and at most min(num_seqs, num_tokens / 2) rows have more
+// than one query.
+inline int64_t prefill_grid_tiles(const Params& p, int64_t max_query_len, int rows_per_tile) {
+  const int64_t by_tokens = ceil_div(int64_t{p.num_tokens} * p.group, rows_per_tile) +
+                            std::min<int64_t>(p.num_seqs, p.num_tokens / 2);
+  const int64_t by_rows = ceil_div(max_query_len * p.group, rows_per_tile) * p.num_seqs;
+  return std::min(by_tokens, by_rows);
+}
+
+// Work item blockIdx.x, by a block-wide prefix sum over the rows' tile counts (num_seqs / kThreads
+// steps). Every thread of the block must call it: it has barriers. Needs num_seqs > 0.
+template <int kThreads>
+__device__ PrefillTile find_prefill_tile(const Params& p, int rows_per_tile) {
+  constexpr int kWarps = kThreads / 32;
+  __shared__ int s_warp_total[kWarps];
+  __shared__ int s_seq, s_tile;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int target = blockIdx.x;
+  if (tid == 0) s_seq = -1;
+  int base = 0;  // work items of the rows before this step's
+  for (int s0 = 0; s0 < p.num_seqs; s0 += kThreads) {
+    const int s = s0 + tid;
+    int count = 0;
+    if (s < p.num_seqs) {
+      const int q_len = p.query_start_loc[s + 1] - p.query_start_loc[s];
+      if (q_len > 1) count = (q_len * p.group + rows_per_tile - 1) / rows_per_tile;
+    }
+    int inclusive = count;
+#pragma unroll
+    for (int off = 1; off < 32; off *= 2) {
+      const int y = __shfl_up_sync(0xffffffffu, inclusive, off);
+      if (lane >= off) inclusive += y;
+    }
+    if (lane == 31) s_warp_total[warp] = inclusive;
+    __syncthreads();
+    int total = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      if (w < warp) inclusive += s_warp_total[w];
+      total += s_warp_total[w];
+    }
+    inclusive += base;
+    const int exclusive = inclusive - count;
+    if (count > 0 && target >= exclusive && target < inclusive) {
+      s_seq = s;
+      s_tile = target - exclusive;
+    }
+    base += total;
+    __syncthreads();  // s_seq is final for this step; s_warp_total may be rewritten
+    if (s_seq >= 0) break;
+  }
+  return {s_seq, s_tile};
+}
 
 // Simple path: any head_dim, block_size and alignment.
 template <typename T>

@@ -55,15 +55,15 @@ __global__ void __launch_bounds__(kPrefillThreads)
   float* s_v = s_k + kTileKeys * kStride;     // [kTileKeys][D]
   float* s_p = s_v + kTileKeys * D;           // [kTileRows][kScoreStride]
 
-  const int seq = blockIdx.z;
+  const PrefillTile work = find_prefill_tile<kPrefillThreads>(p, kTileRows);
+  if (work.seq < 0) return;  // past the last work item
+  const int seq = work.seq;
   const int kv_head = blockIdx.y;
   const int q_begin = p.query_start_loc[seq];
-  const int q_len = p.query_start_loc[seq + 1] - q_begin;
-  if (q_len <= 1) return;  // decode rows go to the decode kernel; empty rows have nothing
+  const int q_len = p.query_start_loc[seq + 1] - q_begin;  // > 1
   const int group = p.group;
   const int total_rows = q_len * group;
-  const int row0 = blockIdx.x * kTileRows;
-  if (row0 >= total_rows) return;
+  const int row0 = work.tile * kTileRows;  // < total_rows
   const int seq_len = p.seq_lens[seq];
   const int pos0 = seq_len - q_len;  // position of local query 0
   const int last_row = min(row0 + kTileRows, total_rows) - 1;
@@ -253,8 +253,8 @@ void launch_prefill_for(const Params& p, int64_t max_query_len, cudaStream_t str
   // Above 48 KB a block's dynamic shared memory must be opted into (per device).
   OCTAVO_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int{smem}));
-  const int64_t tiles = ceil_div(max_query_len * p.group, kTileRows);
-  const dim3 grid(grid_x(tiles, "paged_attention"), p.kv_heads, p.num_seqs);
+  const dim3 grid(grid_x(prefill_grid_tiles(p, max_query_len, kTileRows), "paged_attention"),
+                  p.kv_heads);
   kernel<<<grid, kPrefillThreads, smem, stream>>>(p);
   OCTAVO_CUDA_CHECK_LAUNCH();
 }

@@ -80,15 +80,15 @@ __global__ void __launch_bounds__(kMmaThreads) paged_prefill_mma_kernel(Params p
   T* s_p = s_v + kMmaTileKeys * L::kQStride;               // [64][kPStride]
   float* s_s = reinterpret_cast<float*>(s_p + kMmaTileRows * L::kPStride);  // [64][kSStride]
 
-  const int seq = blockIdx.z;
+  const PrefillTile work = find_prefill_tile<kMmaThreads>(p, kMmaTileRows);
+  if (work.seq < 0) return;  // past the last work item
+  const int seq = work.seq;
   const int kv_head = blockIdx.y;
   const int q_begin = p.query_start_loc[seq];
-  const int q_len = p.query_start_loc[seq + 1] - q_begin;
-  if (q_len <= 1) return;
+  const int q_len = p.query_start_loc[seq + 1] - q_begin;  // > 1
   const int group = p.group;
   const int total_rows = q_len * group;
-  const int row0 = blockIdx.x * kMmaTileRows;
-  if (row0 >= total_rows) return;
+  const int row0 = work.tile * kMmaTileRows;  // < total_rows
   const int pos0 = p.seq_lens[seq] - q_len;
   const int last_row = min(row0 + kMmaTileRows, total_rows) - 1;
   const int key_first = first_key_pos(pos0 + row0 / group, p.sliding_window);
@@ -279,8 +279,8 @@ void launch_prefill_mma_for(const Params& p, int64_t max_query_len, cudaStream_t
   auto kernel = paged_prefill_mma_kernel<T, D>;
   OCTAVO_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int{smem}));
-  const int64_t tiles = ceil_div(max_query_len * p.group, kMmaTileRows);
-  const dim3 grid(grid_x(tiles, "paged_attention"), p.kv_heads, p.num_seqs);
+  const dim3 grid(grid_x(prefill_grid_tiles(p, max_query_len, kMmaTileRows), "paged_attention"),
+                  p.kv_heads);
   kernel<<<grid, kMmaThreads, smem, stream>>>(p);
   OCTAVO_CUDA_CHECK_LAUNCH();
 }
