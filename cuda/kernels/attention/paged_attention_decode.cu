@@ -57,8 +57,10 @@ DecodeWorkspace carve_workspace(void* workspace, int64_t num_seqs, int64_t q_hea
 // Lanes are grouped kThreadsPerKey to a key row: each lane loads 16 bytes (kVecN elements)
 // of it, so a group reads the row's D * sizeof(T) contiguous bytes in one coalesced access.
 // Lanes past the row (head_dim 96 rounds 12 chunks up to 16 lanes) load nothing.
+// At least 4 resident blocks (16 warps of loads in flight per SM) caps registers at 128; the
+// kernels need at most 119 there, and without the cap ptxas spilled a few bytes in some.
 template <typename T, int D, int kMaxGroup>
-__global__ void __launch_bounds__(kDecodeThreads)
+__global__ void __launch_bounds__(kDecodeThreads, 4)
     paged_decode_kernel(Params p, DecodeWorkspace ws) {
   constexpr int kVecN = Vec16<T>::kSize;
   constexpr int kChunks = D / kVecN;
