@@ -36,24 +36,26 @@ def test_fp32_greedy_on_the_gpu_matches_hf(make_model, prompts, arch):
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen3"])
-def test_bf16_tokens_agree_with_hf_within_top5(make_model, prompts, arch):
-    """bf16 vs HF in bf16: where tokens diverge, each side's token is in the other's top 5."""
-    model = make_model(arch)
-    llm = LLM(model, device="cuda", dtype="bfloat16", max_model_len=128)
-    outs = llm.generate(token_prompts(prompts), greedy(logprobs=5), use_tqdm=False)
-    refs = hf_logprobs(model, prompts, 16, dtype="bfloat16")
-    agreed = 0
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_first_tokens_agree_with_hf(make_model, prompts, arch, dtype):
+    """bf16/fp16 against HF fp32 on the first generated token (no feedback yet).
+
+    The tiny random models are chaotic: after a first divergence even HF bf16 and HF fp32
+    leave each other's top 5 (measured on the CPU), so later steps are not compared. A
+    smoother model (logit_gain 1) keeps rounding noise below the top-2 margins.
+    """
+    model = make_model(arch, logit_gain=1.0)
+    llm = LLM(model, device="cuda", dtype=dtype, max_model_len=128)
+    outs = llm.generate(token_prompts(prompts), greedy(1, logprobs=5), use_tqdm=False)
+    refs = hf_logprobs(model, prompts, 1)
+    same = 0
     for out, ref in zip(outs, refs):
-        ours = out.outputs[0]
-        for step, (token, theirs) in enumerate(zip(ours.token_ids, ref.token_ids)):
-            if token == theirs:
-                agreed += 1
-                continue
-            hf_top5 = set(np.argsort(-ref.logprobs[step])[:5].tolist())
-            assert token in hf_top5 and theirs in ours.logprobs[step], (step, token, theirs)
-            break  # the continuations differ from here on
-    # Most steps agree outright; a broken kernel would not get near this.
-    assert agreed >= len(prompts) * 16 // 2
+        ours, theirs = out.outputs[0].token_ids[0], ref.token_ids[0]
+        assert ours in np.argsort(-ref.logprobs[0])[:5].tolist()
+        assert theirs in out.outputs[0].logprobs[0]
+        same += ours == theirs
+    assert same >= len(prompts) - 1
+
 
 def test_chunked_and_preempted_runs_give_the_same_tokens_on_the_gpu(make_model, prompts):
     model = make_model("llama")
