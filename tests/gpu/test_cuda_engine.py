@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,20 @@ def prompts() -> list[list[int]]:
     return random_prompts(8, 384, min_len=3, max_len=40, seed=7)
 
 
+@pytest.fixture(autouse=True)
+def _release_engines():
+    """Free each test's engines (and their device memory) before the next test starts."""
+    yield
+    gc.collect()
+
+
+def cuda_llm(model: str, **kwargs) -> LLM:
+    """An engine on the GPU with a 256 MiB KV cache unless the test plans memory itself."""
+    if "gpu_memory_utilization" not in kwargs:
+        kwargs.setdefault("kv_cache_memory_bytes", 1 << 28)
+    return cuda_llm(model, **kwargs)
+
+
 def token_prompts(prompts):
     return [{"prompt_token_ids": p} for p in prompts]
 
@@ -29,7 +45,7 @@ def greedy(n: int = 16, **kw) -> SamplingParams:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_fp32_greedy_on_the_gpu_matches_hf(make_model, prompts, arch):
     model = make_model(arch)
-    llm = LLM(model, device="cuda", dtype="float32", max_model_len=128)
+    llm = cuda_llm(model, dtype="float32", max_model_len=128)
     assert llm._engine.info.device == "cuda"
     outs = llm.generate(token_prompts(prompts), greedy(), use_tqdm=False)
     assert [o.outputs[0].token_ids for o in outs] == hf_greedy(model, prompts, 16)
@@ -45,7 +61,7 @@ def test_half_precision_first_tokens_agree_with_hf(make_model, prompts, arch, dt
     smoother model (logit_gain 1) keeps rounding noise below the top-2 margins.
     """
     model = make_model(arch, logit_gain=1.0)
-    llm = LLM(model, device="cuda", dtype=dtype, max_model_len=128)
+    llm = cuda_llm(model, dtype=dtype, max_model_len=128)
     outs = llm.generate(token_prompts(prompts), greedy(1, logprobs=5), use_tqdm=False)
     refs = hf_logprobs(model, prompts, 1)
     same = 0
@@ -60,12 +76,11 @@ def test_half_precision_first_tokens_agree_with_hf(make_model, prompts, arch, dt
 def test_chunked_and_preempted_runs_give_the_same_tokens_on_the_gpu(make_model, prompts):
     model = make_model("llama")
     ref = hf_greedy(model, prompts, 16)
-    chunked = LLM(model, device="cuda", dtype="float32", max_model_len=128, max_num_batched_tokens=8, max_num_seqs=4)
+    chunked = cuda_llm(model, dtype="float32", max_model_len=128, max_num_batched_tokens=8, max_num_seqs=4)
     assert [o.outputs[0].token_ids for o in chunked.generate(token_prompts(prompts), greedy(), use_tqdm=False)] == ref
-    probe = LLM(model, device="cuda", dtype="float32", max_model_len=64, block_size=4, kv_cache_memory_bytes=1 << 20)
+    probe = cuda_llm(model, dtype="float32", max_model_len=64, block_size=4, kv_cache_memory_bytes=1 << 20)
     per_block = probe._engine.info.kv_cache_bytes // probe._engine.info.num_kv_blocks
-    tight = LLM(model, device="cuda", dtype="float32", max_model_len=64, block_size=4,
-                kv_cache_memory_bytes=20 * per_block)
+    tight = cuda_llm(model, dtype="float32", max_model_len=64, block_size=4, kv_cache_memory_bytes=20 * per_block)
     outs = tight.generate(token_prompts(prompts), greedy(), use_tqdm=False)
     assert tight._engine.stats().num_preemptions > 0
     assert [o.outputs[0].token_ids for o in outs] == ref
@@ -75,13 +90,22 @@ def test_seeded_sampling_matches_between_cpu_and_gpu_fp32(make_model, prompts):
     model = make_model("llama")
     sp = SamplingParams(temperature=1.0, top_p=0.9, max_tokens=12, ignore_eos=True, seed=3)
     cpu = LLM(model, device="cpu", max_model_len=128).generate(token_prompts(prompts[:3]), sp, use_tqdm=False)
-    gpu = LLM(model, device="cuda", dtype="float32", max_model_len=128).generate(token_prompts(prompts[:3]), sp,
-                                                                                 use_tqdm=False)
+    gpu = cuda_llm(model, dtype="float32", max_model_len=128).generate(token_prompts(prompts[:3]), sp, use_tqdm=False)
     assert [o.outputs[0].token_ids for o in cpu] == [o.outputs[0].token_ids for o in gpu]
 
 
 def test_memory_plan_uses_gpu_memory_utilization(make_model):
     model = make_model("llama")
-    small = LLM(model, device="cuda", dtype="bfloat16", gpu_memory_utilization=0.2, max_model_len=128)
-    large = LLM(model, device="cuda", dtype="bfloat16", gpu_memory_utilization=0.3, max_model_len=128)
-    assert large._engine.info.kv_cache_bytes > small._engine.info.kv_cache_bytes > 0
+    sizes = []
+    for utilization in (0.2, 0.3):
+        llm = cuda_llm(model, dtype="bfloat16", gpu_memory_utilization=utilization, max_model_len=128)
+        sizes.append(llm._engine.info.kv_cache_bytes)
+        del llm
+        gc.collect()
+    # One engine at a time: the plan counts every byte in use on the device, its own weights
+    # and activations included; 10% of the device more gives about 10% more cache.
+    import torch
+
+    total = torch.cuda.get_device_properties(0).total_memory
+    assert sizes[0] > 0
+    assert sizes[1] - sizes[0] == pytest.approx(0.1 * total, rel=0.05)
