@@ -3,6 +3,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <string>
 
 #include "octavo/errors.h"
@@ -25,17 +27,39 @@ uint64_t splitmix64(uint64_t x) {
 }
 
 void require_float_dtype(DType dtype) {
-  if (dtype != DType::kFloat32 && dtype != DType::kBFloat16) {
+  if (dtype != DType::kFloat32 && dtype != DType::kBFloat16 && dtype != DType::kFloat16) {
     throw Unsupported("bench inputs: no random fill for " + dtype_name(dtype) +
-                      " (float32 and bfloat16 only)");
+                      " (float32, bfloat16 and float16 only)");
   }
+}
+
+// IEEE half bits of a float, round to nearest even; overflow to infinity, subnormals kept.
+uint16_t float_to_half(float value) {
+  uint32_t x;
+  std::memcpy(&x, &value, sizeof x);
+  const auto sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  x &= 0x7fffffffu;
+  if (x >= 0x7f800000u) return sign | 0x7c00u | (x > 0x7f800000u ? 0x0200u : 0u);  // inf, NaN
+  if (x >= 0x477ff000u) return sign | 0x7c00u;  // rounds to 65520 or more: infinity
+  if (x < 0x38800000u) {                        // under 2^-14: a half subnormal (units of 2^-24)
+    float magnitude;
+    std::memcpy(&magnitude, &x, sizeof magnitude);
+    return sign | static_cast<uint16_t>(std::nearbyint(magnitude * 16777216.0f));
+  }
+  // Normal: rebias the exponent (127 - 15 = 112) and round the 13 dropped mantissa bits.
+  x += 0xc8000fffu + ((x >> 13) & 1u);
+  return sign | static_cast<uint16_t>(x >> 13);
 }
 
 // Converts float32 values in place to dtype's bytes at the front of the same array.
 void convert_in_place(std::vector<float>& values, int64_t count, DType dtype) {
   if (dtype == DType::kFloat32) return;
   auto* out = reinterpret_cast<uint16_t*>(values.data());
-  for (int64_t i = 0; i < count; ++i) out[i] = float_to_bfloat16(values[i]);
+  if (dtype == DType::kFloat16) {
+    for (int64_t i = 0; i < count; ++i) out[i] = float_to_half(values[i]);
+  } else {
+    for (int64_t i = 0; i < count; ++i) out[i] = float_to_bfloat16(values[i]);
+  }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Inputs for the kernel benchmarks, made through the Backend interface only (allocate,
-// copy_to_device), so the same code feeds the CPU backend and, later, the CUDA one.
+// copy_to_device), so the same code feeds the CPU backend and the CUDA one: host values go
+// to device memory through copy_to_device only, never as host pointers to a device op.
 // Everything is filled with random values, outputs too: zeros hide unwritten outputs and
 // can run faster than real data, and an output page first touched inside a timed call
 // would time the page fault.
@@ -13,12 +14,12 @@
 
 namespace octavo::bench {
 
-// Writes `count` elements of `dtype` (float32 or bfloat16) at dst, device memory of
+// Writes `count` elements of `dtype` (float32, bfloat16 or float16) at dst, device memory of
 // backend, uniform in [lo, hi) from a counter-based stream of `seed`.
 void fill_uniform(Backend& backend, void* dst, DType dtype, int64_t count, uint64_t seed,
                   float lo = -1.0f, float hi = 1.0f);
 
-// Host floats to device memory of `dtype` (float32 or bfloat16).
+// Host floats to device memory of `dtype` (float32, bfloat16 or float16).
 Buffer upload_floats(Backend& backend, DType dtype, const std::vector<float>& values);
 
 // Host index arrays (token ids, positions, slots, block tables) to device memory.

@@ -1,9 +1,15 @@
 // octavo_bench_kernels: times each kernel family of a backend over the case table, next to
 // the memory and GEMM ceilings measured at the start of the same run.
 //
-//   octavo_bench_kernels [--backend cpu|cuda] [--threads N] [--quick] [--json FILE]
+//   octavo_bench_kernels [--backend cpu|cuda] [--dtype bfloat16|float16|float32]
+//                        [--threads N] [--quick] [--json FILE]
 //                        [--filter OP] [--reps N] [--warmup N] [--max-case-seconds S]
 //                        [--llc-mib N]
+//
+// --backend cuda times with CUDA events on the backend's stream (cuda_clock.cc), sizes the
+// input rotation from the GPU's L2 (--llc-mib overrides it) and measures the ceilings as a
+// 1 GiB device-to-device copy and an 8192^3 bfloat16 GEMM. --dtype is the compute dtype
+// (cuda: bfloat16 by default; cpu: float32 only).
 //
 // Prints one line per case (op, shape, median ms [min-max], GB/s or GFLOP/s, % of the
 // ceiling that binds it); --json writes every number plus the ceilings and the machine,
@@ -26,6 +32,7 @@
 #include "backend/backend.h"
 #include "cases.h"
 #include "ceilings.h"
+#include "cuda_clock.h"
 #include "harness.h"
 #include "kernel_benches.h"
 #include "octavo/errors.h"
@@ -46,6 +53,7 @@ constexpr double kCeilingDriftWarning = 0.2;
 struct Options {
   std::string command_line;  // as given, for the JSON
   std::string backend = "cpu";
+  std::string dtype;  // empty: the backend's default (cpu float32, cuda bfloat16)
   int threads = 0;  // 0: every logical CPU
   bool quick = false;
   std::string json_path;
@@ -57,7 +65,8 @@ struct Options {
 };
 
 void print_usage(std::ostream& out) {
-  out << "usage: octavo_bench_kernels [--backend cpu|cuda] [--threads N] [--quick] [--json FILE]\n"
+  out << "usage: octavo_bench_kernels [--backend cpu|cuda] [--dtype bfloat16|float16|float32]\n"
+         "                            [--threads N] [--quick] [--json FILE]\n"
          "                            [--filter OP] [--reps N] [--warmup N]\n"
          "                            [--max-case-seconds S] [--llc-mib N]\n";
 }
@@ -74,6 +83,8 @@ Options parse_args(int argc, char** argv) {
     };
     if (arg == "--backend") {
       o.backend = value();
+    } else if (arg == "--dtype") {
+      o.dtype = value();
     } else if (arg == "--threads") {
       o.threads = std::stoi(value());
     } else if (arg == "--quick") {
@@ -101,14 +112,38 @@ Options parse_args(int argc, char** argv) {
   return o;
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& name, int threads) {
-  if (name == "cpu") return make_cpu_backend(threads);
-  if (name == "cuda") {
-    // The CUDA backend's factory goes here, under its build flag, with a DeviceClock on
-    // CUDA events in main().
-    throw Unsupported("--backend cuda: this octavo build has no CUDA backend");
+DType parse_dtype(const std::string& name) {
+  if (name == "bfloat16" || name == "bf16") return DType::kBFloat16;
+  if (name == "float16" || name == "fp16" || name == "half") return DType::kFloat16;
+  if (name == "float32" || name == "fp32" || name == "float") return DType::kFloat32;
+  throw InvalidArgument("--dtype must be bfloat16, float16 or float32, got '" + name + "'");
+}
+
+// The fraction of device memory the CUDA backend's memory plan may use; the benchmark
+// allocates its own buffers and never asks for a KV-cache size, so it only has to be valid.
+constexpr double kGpuMemoryUtilization = 0.9;
+
+std::unique_ptr<Backend> make_backend(const Options& o, int threads) {
+  if (o.backend == "cpu") {
+    if (!o.dtype.empty() && parse_dtype(o.dtype) != DType::kFloat32) {
+      throw InvalidArgument("--backend cpu computes in float32 only, got --dtype " + o.dtype);
+    }
+    return make_cpu_backend(threads);
   }
-  throw InvalidArgument("--backend must be cpu or cuda, got '" + name + "'");
+  if (o.backend == "cuda") {
+#ifndef OCTAVO_WITH_CUDA
+    throw Unsupported("--backend cuda: this octavo build has no CUDA backend (configure with "
+                      "-DOCTAVO_CUDA=ON)");
+#else
+    if (!cuda_device_available()) {
+      throw Unsupported("--backend cuda: no CUDA device is visible (cudaGetDeviceCount found "
+                        "none, or the driver is missing)");
+    }
+    const DType dtype = o.dtype.empty() ? DType::kBFloat16 : parse_dtype(o.dtype);
+    return make_cuda_backend(dtype, kGpuMemoryUtilization);
+#endif
+  }
+  throw InvalidArgument("--backend must be cpu or cuda, got '" + o.backend + "'");
 }
 
 void print_ceilings(const char* when, const Ceilings& c) {
@@ -141,9 +176,23 @@ std::string utc_now() {
 int run(const Options& o) {
   const auto run_start = std::chrono::steady_clock::now();
   const int threads = o.threads > 0 ? o.threads : omp_get_num_procs();
-  std::unique_ptr<Backend> backend = make_backend(o.backend, threads);
+  std::unique_ptr<Backend> backend = make_backend(o, threads);
+  const bool cuda = backend->name() == "cuda";
   const MachineInfo machine = read_machine_info(o.llc_bytes);
-  HostClock clock([&backend] { backend->synchronize(); });
+  // The last-level cache the input rotation must defeat: the GPU's L2 on CUDA.
+  CudaDeviceInfo gpu;
+  int64_t cache_bytes = machine.llc_bytes;
+  if (cuda) {
+    gpu = cuda_device_info();
+    cache_bytes = o.llc_bytes > 0 ? o.llc_bytes : std::max<int64_t>(gpu.l2_bytes, int64_t{1} << 20);
+  }
+  std::unique_ptr<DeviceClock> clock_owner;
+  if (cuda) {
+    clock_owner = make_cuda_event_clock(*backend);
+  } else {
+    clock_owner = std::make_unique<HostClock>([&backend] { backend->synchronize(); });
+  }
+  DeviceClock& clock = *clock_owner;
 
   // Quick: the smoke run, seconds in all. Otherwise about a minute on a 2-core CPU.
   TimingConfig timing;
@@ -164,18 +213,30 @@ int run(const Options& o) {
   ceiling_config.timing.reps = ceiling_config.timing.min_reps = o.quick ? 3 : 5;
   ceiling_config.timing.max_case_seconds = 1e9;
   if (o.quick) ceiling_config.copy_bytes = 4 * machine.llc_bytes;
+  if (cuda) {
+    // At least 1 GiB each way (20x an H100's L2) and an 8192^3 GEMM, in quick runs too:
+    // each is a millisecond or two on the GPU, and smaller ones do not fill it.
+    ceiling_config.copy_bytes = std::max<int64_t>(int64_t{1} << 30, 8 * cache_bytes);
+    ceiling_config.gemm_size = 8192;
+  }
 
   std::printf("machine: %s, %d logical CPUs, LLC %lld MiB; backend %s (%s), %d threads\n",
               machine.cpu_model.c_str(), machine.logical_cpus,
               static_cast<long long>(machine.llc_bytes >> 20), backend->name().c_str(),
               dtype_name(backend->compute_dtype()).c_str(), threads);
+  if (cuda) {
+    std::printf("device: %s (cuda device %d), %d SMs, L2 %lld MiB, %lld MiB memory\n",
+                gpu.name.c_str(), gpu.device, gpu.sm_count,
+                static_cast<long long>(gpu.l2_bytes >> 20),
+                static_cast<long long>(gpu.memory_bytes >> 20));
+  }
   const Ceilings ceilings = measure_ceilings(*backend, clock, ceiling_config, 1000);
   print_ceilings("(start)", ceilings);
   std::printf("ridge point:            %8.2f FLOP/byte\n\n",
               ceilings.gemm_gflops / ceilings.memory_gbps);
   std::cout << format_header() << std::endl;
 
-  BenchContext ctx{*backend, clock, timing, machine.llc_bytes, ceilings, o.filter, 1, {}};
+  BenchContext ctx{*backend, clock, timing, cache_bytes, ceilings, o.filter, 1, {}};
   const CaseTable& cases = kernel_cases(o.quick);
   bench_attention(ctx, cases);
   bench_elementwise(ctx, cases);
@@ -209,9 +270,18 @@ int run(const Options& o) {
     j["machine"] = {{"cpu_model", machine.cpu_model},
                     {"logical_cpus", machine.logical_cpus},
                     {"llc_bytes", machine.llc_bytes}};
+    if (cuda) {
+      j["device"] = {{"name", gpu.name},
+                     {"index", gpu.device},
+                     {"sm_count", gpu.sm_count},
+                     {"l2_bytes", gpu.l2_bytes},
+                     {"memory_bytes", gpu.memory_bytes}};
+    }
     j["backend"] = {{"name", backend->name()},
                     {"compute_dtype", dtype_name(backend->compute_dtype())},
-                    {"threads", threads}};
+                    {"threads", threads},
+                    {"clock", cuda ? "cuda events on the backend stream" : "host wall time"},
+                    {"rotation_cache_bytes", cache_bytes}};
     j["quick"] = o.quick;
     j["timing"] = {{"warmup", timing.warmup},
                    {"reps", timing.reps},

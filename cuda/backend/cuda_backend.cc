@@ -93,6 +93,7 @@ class CudaBackend final : public Backend {
     OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   void synchronize() override { OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void* native_stream() override { return stream_; }
 
   // The memory plan: weights and every activation buffer are allocated before the KV cache,
   // so what is in use now is the engine's peak apart from the cache; the cache gets the rest

@@ -79,6 +79,10 @@ class Backend {
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() = 0;
+  // The stream the backend issues its work on (a cudaStream_t on the CUDA backend), for
+  // tools that must order their own device work with the backend's, such as the event
+  // timers of octavo_bench_kernels; nullptr where there is none (the CPU).
+  virtual void* native_stream() { return nullptr; }
   // Bytes the KV cache may take when the user did not say (the memory plan).
   virtual int64_t default_kv_cache_bytes(int64_t bytes_needed_for_all_seqs) const = 0;
 
