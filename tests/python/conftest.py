@@ -46,6 +46,22 @@ def _quiet_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCTAVO_LOG", "quiet")
 
 
+@pytest.fixture
+def offline_hub_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """HF_HUB_OFFLINE on (the environment and the constant huggingface_hub read at import),
+    and an empty hub cache in tmp_path; returns the cache folder."""
+    from huggingface_hub import constants as hub_constants
+
+    cache = tmp_path / "hub-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A trained byte-level BPE tokenizer (vocab 384, <unk> <s> </s> <pad> = 0..3)."""

@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants as hub_constants
 
 from octavo import SamplingParams
 from octavo.testing.tiny_models import hf_greedy
@@ -230,16 +229,9 @@ def test_missing_model_path_raises_os_error_naming_it(tmp_path):
     assert missing in str(excinfo.value)
 
 
-def test_hub_id_not_cached_while_offline_raises_os_error_naming_it(monkeypatch, tmp_path):
+def test_hub_id_not_cached_while_offline_raises_os_error_naming_it(offline_hub_cache):
     from octavo import LLM
 
-    cache = tmp_path / "hub-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
     with pytest.raises(OSError) as excinfo:
         LLM("octavo-test/not-in-cache")
     assert "octavo-test/not-in-cache" in str(excinfo.value)

@@ -1,4 +1,4 @@
-"""Model resolution: local directories, the Hub cache offline, and reading config files."""
+"""Model resolution: local directories, the Hub cache offline_hub_cache, and reading config files."""
 
 from __future__ import annotations
 
@@ -18,19 +18,6 @@ from octavo.hf import (
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """HF_HUB_OFFLINE on (environment and the constant read at import); an empty cache."""
-    cache = tmp_path / "hub-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
-    return cache
 
 
 def _write_cached_snapshot(
@@ -61,7 +48,7 @@ def test_home_relative_directory_is_expanded(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("relative", [False, True])
 def test_missing_local_directory_raises_os_error_naming_it(
-    tmp_path, monkeypatch, offline, relative
+    tmp_path, monkeypatch, offline_hub_cache, relative
 ):
     monkeypatch.chdir(tmp_path)
     missing = "./no-such-model" if relative else str(tmp_path / "no" / "such" / "model")
@@ -71,7 +58,7 @@ def test_missing_local_directory_raises_os_error_naming_it(
     assert "does not exist" in str(excinfo.value)
 
 
-def test_path_under_existing_local_directory_counts_as_local(tmp_path, monkeypatch, offline):
+def test_path_under_existing_local_directory_counts_as_local(tmp_path, monkeypatch, offline_hub_cache):
     (tmp_path / "checkpoints").mkdir()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="checkpoints/llama"):
@@ -85,9 +72,9 @@ def test_existing_file_raises_os_error_naming_it(tmp_path):
         resolve_model_path(str(weights))
 
 
-def test_hub_id_not_cached_offline_raises_os_error_naming_id_revision_and_mode(offline):
+def test_hub_id_not_cached_offline_raises_os_error_naming_id_revision_and_mode(offline_hub_cache):
     with pytest.raises(OSError) as excinfo:
-        resolve_model_path("octavo-test/not-cached", cache_dir=offline)
+        resolve_model_path("octavo-test/not-cached", cache_dir=offline_hub_cache)
     message = str(excinfo.value)
     assert "'octavo-test/not-cached'" in message
     assert "revision 'main'" in message
@@ -95,7 +82,7 @@ def test_hub_id_not_cached_offline_raises_os_error_naming_id_revision_and_mode(o
     assert excinfo.value.__cause__ is not None
 
 
-def test_hub_id_not_cached_uses_the_hub_cache_constant_when_no_cache_dir(offline):
+def test_hub_id_not_cached_uses_the_hub_cache_constant_when_no_cache_dir(offline_hub_cache):
     with pytest.raises(OSError, match=r"octavo-test/elsewhere.*revision 'v2'.*offline mode is ON"):
         resolve_model_path("octavo-test/elsewhere", revision="v2")
 
@@ -110,31 +97,31 @@ def test_offline_environment_variable_alone_turns_on_offline_mode(monkeypatch, t
     assert not hub_offline()
 
 
-def test_cached_hub_id_resolves_offline_to_its_snapshot(offline):
-    snapshot = _write_cached_snapshot(offline, "octavo-test/tiny", COMMIT)
-    path = resolve_model_path("octavo-test/tiny", cache_dir=offline)
+def test_cached_hub_id_resolves_offline_to_its_snapshot(offline_hub_cache):
+    snapshot = _write_cached_snapshot(offline_hub_cache, "octavo-test/tiny", COMMIT)
+    path = resolve_model_path("octavo-test/tiny", cache_dir=offline_hub_cache)
     assert Path(path) == snapshot
     assert load_hf_config(path)["commit"] == COMMIT
     # Same, through the Hub's default cache (the patched constant).
     assert Path(resolve_model_path("octavo-test/tiny")) == snapshot
 
 
-def test_cached_hub_id_resolves_branch_and_commit_revisions(offline):
-    main = _write_cached_snapshot(offline, "octavo-test/tiny", COMMIT)
-    dev = _write_cached_snapshot(offline, "octavo-test/tiny", OTHER_COMMIT, ref="dev")
-    assert Path(resolve_model_path("octavo-test/tiny", revision="dev", cache_dir=offline)) == dev
-    assert Path(resolve_model_path("octavo-test/tiny", revision=COMMIT, cache_dir=offline)) == main
+def test_cached_hub_id_resolves_branch_and_commit_revisions(offline_hub_cache):
+    main = _write_cached_snapshot(offline_hub_cache, "octavo-test/tiny", COMMIT)
+    dev = _write_cached_snapshot(offline_hub_cache, "octavo-test/tiny", OTHER_COMMIT, ref="dev")
+    assert Path(resolve_model_path("octavo-test/tiny", revision="dev", cache_dir=offline_hub_cache)) == dev
+    assert Path(resolve_model_path("octavo-test/tiny", revision=COMMIT, cache_dir=offline_hub_cache)) == main
 
 
-def test_cached_hub_id_with_unknown_revision_raises_naming_it(offline):
-    _write_cached_snapshot(offline, "octavo-test/tiny", COMMIT)
+def test_cached_hub_id_with_unknown_revision_raises_naming_it(offline_hub_cache):
+    _write_cached_snapshot(offline_hub_cache, "octavo-test/tiny", COMMIT)
     with pytest.raises(OSError, match=r"octavo-test/tiny.*revision 'v9'"):
-        resolve_model_path("octavo-test/tiny", revision="v9", cache_dir=offline)
+        resolve_model_path("octavo-test/tiny", revision="v9", cache_dir=offline_hub_cache)
 
 
-def test_invalid_hub_id_raises_os_error(offline):
+def test_invalid_hub_id_raises_os_error(offline_hub_cache):
     with pytest.raises(OSError, match="not a valid id"):
-        resolve_model_path("not a valid id", cache_dir=offline)
+        resolve_model_path("not a valid id", cache_dir=offline_hub_cache)
 
 
 # ---- config files --------------------------------------------------------------------

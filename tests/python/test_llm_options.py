@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants as hub_constants
 
 from octavo import CompletionOutput, RequestOutput, SamplingParams
 from octavo.testing.tiny_models import hf_greedy
@@ -222,21 +221,14 @@ def test_separate_tokenizer_path_is_used(model_dir, tmp_path):
 # ---- hub ids -------------------------------------------------------------------------
 
 
-def test_hub_id_from_a_hand_made_cache_works_offline_end_to_end(model_dir, reference, monkeypatch,
-                                                                 tmp_path):
+def test_hub_id_from_a_hand_made_cache_works_offline_end_to_end(model_dir, reference, offline_hub_cache):
     from octavo import LLM
 
-    cache = tmp_path / "hub-cache"
-    repo = cache / "models--octavo-test--tiny-llama"
+    repo = offline_hub_cache / "models--octavo-test--tiny-llama"
     snapshot = repo / "snapshots" / COMMIT
     shutil.copytree(model_dir, snapshot)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
 
     llm = LLM("octavo-test/tiny-llama", kv_cache_memory_bytes=1 << 20)
     assert Path(llm._model_dir) == snapshot
