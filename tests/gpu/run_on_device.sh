@@ -38,6 +38,14 @@ fi
 if [ "${1:-}" = "bench" ] || [ "${1:-}" = "bench-only" ]; then
   R=$PWD
   python3 bench/make_bench_model.py llama3-8b /tmp/llama3-8b > /dev/null
+  step "kernel microbenchmarks (CUDA backend, bf16), against the copy and GEMM ceilings"
+  ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --json "$OUT/kernels_cuda.json" \
+    > "$OUT/kernels_cuda.log" 2>&1; tail -40 "$OUT/kernels_cuda.log"
+  if [ -n "${PROFILE:-}" ]; then
+    step "profile: batch ${PROFILE} decode, Llama-3-8B shape"
+    (cd /tmp && python3 "$R/bench/profile_step.py" --model /tmp/llama3-8b --batch-size "$PROFILE" --input-len 128 \
+      --output-len 32 2>&1) | tee "$OUT/profile.log" | tail -40
+  fi
   step "batch-1 decode latency, Llama-3-8B shape, dummy bf16, 128 in / 128 out"
   (cd /tmp && python3 -m octavo bench latency --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 --batch-size 1 \
     --input-len 128 --output-len 128 --num-iters-warmup 2 --num-iters 5 --max-model-len 2048 \
