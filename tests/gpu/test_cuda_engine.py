@@ -31,7 +31,7 @@ def cuda_llm(model: str, **kwargs) -> LLM:
     """An engine on the GPU with a 256 MiB KV cache unless the test plans memory itself."""
     if "gpu_memory_utilization" not in kwargs:
         kwargs.setdefault("kv_cache_memory_bytes", 1 << 28)
-    return cuda_llm(model, **kwargs)
+    return LLM(model, device="cuda", **kwargs)
 
 
 def token_prompts(prompts):
