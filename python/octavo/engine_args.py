@@ -155,6 +155,7 @@ class EngineArgs:
         cfg.kv_cache_memory_bytes = self.kv_cache_memory_bytes or 0
         chunked = self.option("enable_chunked_prefill")
         cfg.enable_chunked_prefill = True if chunked is None else bool(chunked)
+        cfg.enforce_eager = bool(self.enforce_eager)
         cfg.max_logprobs = self.option("max_logprobs")
         cfg.seed = self.seed & 0xFFFFFFFFFFFFFFFF
         cfg.num_threads = int(self.option("num_threads"))

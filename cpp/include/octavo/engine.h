@@ -30,6 +30,9 @@ struct EngineConfig {
   int32_t block_size = 16;
   int64_t kv_cache_memory_bytes = 0;   // 0: planned by the backend
   bool enable_chunked_prefill = true;
+  // false: pure-decode steps replay graphs recorded at start-up (CUDA); true: every step
+  // launches its kernels one by one (vLLM's enforce_eager).
+  bool enforce_eager = false;
   int32_t max_logprobs = 20;
   uint64_t seed = 0;
   int32_t num_threads = 0;             // CPU threads; 0: all cores
@@ -70,6 +73,8 @@ struct EngineInfo {
   int32_t num_kv_blocks = 0;
   int64_t kv_cache_bytes = 0;
   int64_t weight_bytes = 0;
+  int32_t num_decode_graphs = 0;       // batch sizes with a recorded decode graph (0: eager)
+  int64_t decode_graph_bytes = 0;      // device memory the recorded graphs took
   std::vector<int32_t> eos_token_ids;
   std::string device;
 };
@@ -77,6 +82,7 @@ struct EngineInfo {
 // Counters since construction.
 struct EngineStats {
   int64_t num_steps = 0;
+  int64_t num_graph_steps = 0;             // steps replayed from a decode graph
   int64_t num_preemptions = 0;
   int64_t num_prompt_tokens_computed = 0;  // includes recomputation after preemption
   int64_t num_generated_tokens = 0;

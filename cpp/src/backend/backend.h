@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +59,14 @@ struct SampleResult {
   int32_t rank = 0;      // its 1-based rank in the raw distribution (only when asked)
   std::vector<int32_t> top_tokens;
   std::vector<float> top_logprobs;
+};
+
+// Device work recorded once and replayed with the same pointers and sizes (a CUDA graph):
+// what a replay reads must sit at the addresses the recording saw.
+class BackendGraph {
+ public:
+  virtual ~BackendGraph() = default;
+  virtual void replay() = 0;
 };
 
 class Backend {
@@ -130,6 +139,20 @@ class Backend {
 
   // Samples one token per row of logits [rows, vocab] (float32, modified in place).
   virtual std::vector<SampleResult> sample(Tensor& logits, const std::vector<SamplingRow>& rows) = 0;
+
+  // Records the device work `work` issues through this backend, without running it, for
+  // replay; nullptr where the backend cannot record (the CPU). `work` must not allocate,
+  // copy to or from the host, or synchronize.
+  virtual std::unique_ptr<BackendGraph> capture(const std::function<void()>& work) {
+    (void)work;
+    return nullptr;
+  }
+  // Device memory in use by everything on the device (this process and others), and the
+  // device's total; both 0 on the CPU. For the start-up line and the memory plan.
+  virtual void memory_info(int64_t& used_bytes, int64_t& total_bytes) const {
+    used_bytes = 0;
+    total_bytes = 0;
+  }
 };
 
 // The CPU backend (float32). num_threads 0: all cores.

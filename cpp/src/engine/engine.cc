@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "core/logging.h"
+#include "engine/decode_graphs.h"
 #include "engine/step_inputs.h"
 #include "kv_cache/kv_cache_manager.h"
 #include "model/decoder.h"
@@ -110,6 +111,7 @@ class Engine::Impl {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Sampler> sampler_;
   std::unique_ptr<StepInputs> step_inputs_;
+  std::unique_ptr<DecodeGraphs> decode_graphs_;  // null with enforce_eager
   std::map<uint64_t, std::unique_ptr<Request>> requests_;
   std::vector<RequestOutput> pending_outputs_;
   std::vector<const Request*> sampling_rows_;
@@ -188,6 +190,11 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
   }
   sampler_ = std::make_unique<Sampler>(*backend_, eos);
   step_inputs_ = std::make_unique<StepInputs>(*backend_, budget, config_.max_num_seqs, blocks_per_seq);
+  if (!config_.enforce_eager) {
+    decode_graphs_ = std::make_unique<DecodeGraphs>(*backend_, *model_, kv_cache_, *step_inputs_,
+                                                    config_.max_num_seqs, max_model_len);
+    if (decode_graphs_->empty()) decode_graphs_.reset();
+  }
 
   info.architecture = mc.architecture;
   info.vocab_size = mc.vocab_size;
@@ -200,12 +207,20 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
   info.weight_bytes = model_->weight_bytes();
   info.eos_token_ids = eos;
   info.device = backend_->name();
+  if (decode_graphs_) {
+    info.num_decode_graphs = decode_graphs_->num_graphs();
+    info.decode_graph_bytes = decode_graphs_->memory_bytes();
+  }
 
   std::ostringstream line;
   line << mc.architecture << " on " << backend_->name() << ": weights " << gib(info.weight_bytes)
        << (load_format == LoadFormat::kDummy ? " (dummy)" : "")
        << ", KV cache " << gib(info.kv_cache_bytes) << " = " << num_blocks << " blocks of " << block_size
        << " tokens, room for " << num_blocks / blocks_per_seq << " sequences of max_model_len " << max_model_len;
+  if (decode_graphs_) {
+    line << "; " << info.num_decode_graphs << " decode graphs (batch 1.." << config_.max_num_seqs << ", "
+         << gib(info.decode_graph_bytes) << ")";
+  }
   log_info(line.str());
 }
 
@@ -283,8 +298,14 @@ std::vector<RequestOutput> Engine::Impl::step() {
   if (scheduled.empty()) return outputs;
   ++stats_.num_steps;
 
-  ForwardInputs inputs = step_inputs_->build(scheduled, *kv_manager_, sampling_rows_);
-  Tensor logits = model_->forward(inputs, kv_cache_);
+  Tensor logits;
+  if (decode_graphs_ && decode_graphs_->can_run(scheduled)) {
+    logits = decode_graphs_->run(scheduled, *kv_manager_, sampling_rows_);
+    ++stats_.num_graph_steps;
+  } else {
+    ForwardInputs inputs = step_inputs_->build(scheduled, *kv_manager_, sampling_rows_);
+    logits = model_->forward(inputs, kv_cache_);
+  }
   std::vector<SampleResult> samples;
   if (!sampling_rows_.empty()) samples = sampler_->sample(logits, sampling_rows_);
 

@@ -115,4 +115,109 @@ ForwardInputs StepInputs::build(const SchedulerOutput& out, const KVCacheManager
   return in;
 }
 
+void StepInputs::enable_graph_inputs(int32_t max_graph_rows, int32_t max_model_len) {
+  max_graph_rows_ = max_graph_rows;
+  graph_max_seq_len_ = max_model_len;
+  const size_t g = static_cast<size_t>(max_graph_rows);
+  // The block tables come last, so a step copies only the rows it uses of them.
+  size_t at = 0;
+  auto region = [&](size_t bytes) {
+    const size_t offset = at;
+    at = align_up(at + bytes);
+    return offset;
+  };
+  g_tokens_ = region(g * 4);
+  g_positions_ = region(g * 4);
+  g_slots_ = region(g * 8);
+  g_qsl_ = region((g + 1) * 4);
+  g_lens_ = region(g * 4);
+  g_logits_ = region(g * 4);
+  g_tables_ = region(g * static_cast<size_t>(max_blocks_per_seq_) * 4);
+  graph_staging_ = backend_.allocate_host(at);
+  graph_device_ = backend_.allocate(at);
+}
+
+int32_t* StepInputs::graph_field(size_t offset) const {
+  return reinterpret_cast<int32_t*>(static_cast<char*>(graph_staging_.data()) + offset);
+}
+
+ForwardInputs StepInputs::graph_inputs(int32_t padded_rows) const {
+  const char* base = static_cast<const char*>(graph_device_.data());
+  ForwardInputs in;
+  in.num_tokens = padded_rows;
+  in.token_ids = reinterpret_cast<const int32_t*>(base + g_tokens_);
+  in.positions = reinterpret_cast<const int32_t*>(base + g_positions_);
+  in.slot_mapping = reinterpret_cast<const int64_t*>(base + g_slots_);
+  in.attention.num_seqs = padded_rows;
+  in.attention.query_start_loc = reinterpret_cast<const int32_t*>(base + g_qsl_);
+  in.attention.seq_lens = reinterpret_cast<const int32_t*>(base + g_lens_);
+  in.attention.block_tables = reinterpret_cast<const int32_t*>(base + g_tables_);
+  in.attention.max_blocks_per_seq = max_blocks_per_seq_;
+  in.attention.max_query_len = 1;
+  in.attention.max_seq_len = graph_max_seq_len_;
+  in.num_logit_rows = padded_rows;
+  in.logit_indices = reinterpret_cast<const int32_t*>(base + g_logits_);
+  return in;
+}
+
+ForwardInputs StepInputs::build_graph_decode(const SchedulerOutput& out, const KVCacheManager& kv_cache,
+                                             std::vector<const Request*>& sampling_rows, int32_t padded_rows) {
+  return fill_graph_rows(&out, &kv_cache, sampling_rows, padded_rows);
+}
+
+ForwardInputs StepInputs::fill_graph_rows(const SchedulerOutput* out, const KVCacheManager* kv_cache,
+                                          std::vector<const Request*>& sampling_rows, int32_t padded_rows) {
+  const int32_t n = out != nullptr ? static_cast<int32_t>(out->scheduled.size()) : 0;
+  if (max_graph_rows_ == 0 || padded_rows > max_graph_rows_ || n > padded_rows) {
+    throw Error("StepInputs: decode step does not fit the graph inputs");
+  }
+  int32_t* tokens = graph_field(g_tokens_);
+  int32_t* positions = graph_field(g_positions_);
+  auto* slots = reinterpret_cast<int64_t*>(graph_field(g_slots_));
+  int32_t* query_start = graph_field(g_qsl_);
+  int32_t* seq_lens = graph_field(g_lens_);
+  int32_t* logit_rows = graph_field(g_logits_);
+  int32_t* tables = graph_field(g_tables_);
+  const size_t stride = static_cast<size_t>(max_blocks_per_seq_);
+  sampling_rows.clear();
+  for (int32_t i = 0; i < padded_rows; ++i) {
+    query_start[i] = i;
+    logit_rows[i] = i;
+    int32_t* row_table = tables + i * stride;
+    if (i >= n) {
+      tokens[i] = 0;
+      positions[i] = 0;
+      slots[i] = -1;
+      seq_lens[i] = 1;
+      row_table[0] = 0;
+      continue;
+    }
+    const Request& r = *out->scheduled[i].request;
+    const int64_t pos = r.num_computed_tokens;
+    if (out->scheduled[i].num_new_tokens != 1 || pos + 1 != r.num_tokens()) {
+      throw Error("StepInputs: a graph step has a row that is not a decode");
+    }
+    const int32_t block_size = kv_cache->block_size();
+    const std::vector<int32_t>& table = kv_cache->block_table(r.id);
+    if (table.size() > stride) throw Error("StepInputs: block table too long");
+    tokens[i] = r.token_ids[pos];
+    positions[i] = static_cast<int32_t>(pos);
+    slots[i] = static_cast<int64_t>(table[pos / block_size]) * block_size + pos % block_size;
+    seq_lens[i] = static_cast<int32_t>(pos + 1);
+    std::copy(table.begin(), table.end(), row_table);
+    sampling_rows.push_back(&r);
+  }
+  query_start[padded_rows] = padded_rows;
+  // Table entries past a row's length are never read (seq_lens bounds every kernel).
+  const size_t bytes = g_tables_ + static_cast<size_t>(padded_rows) * stride * 4;
+  backend_.copy_to_device(graph_device_.data(), graph_staging_.data(), bytes);
+  return graph_inputs(padded_rows);
+}
+
+ForwardInputs StepInputs::graph_dummy(int32_t padded_rows) {
+  if (max_graph_rows_ == 0 || padded_rows > max_graph_rows_) throw Error("StepInputs: no graph inputs");
+  std::vector<const Request*> rows;
+  return fill_graph_rows(nullptr, nullptr, rows, padded_rows);
+}
+
 }  // namespace octavo

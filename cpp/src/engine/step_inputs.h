@@ -24,7 +24,26 @@ class StepInputs {
   ForwardInputs build(const SchedulerOutput& scheduled, const KVCacheManager& kv_cache,
                       std::vector<const Request*>& sampling_rows);
 
+  // Decode steps replayed from a CUDA graph read their inputs from a second area whose
+  // layout is fixed for up to max_graph_rows rows, so every replay finds them where the
+  // capture saw them. A step of n decode rows is padded to `padded_rows`: padding rows
+  // read token 0 at position 0 over a one-key context in block 0, and write no KV
+  // (slot -1); their logits are ignored. max_seq_len is max_model_len (grids are sized
+  // for any context; the kernels read each row's real length).
+  void enable_graph_inputs(int32_t max_graph_rows, int32_t max_model_len);
+  // Inputs of a padded pure-decode step (every scheduled request computes its last token).
+  ForwardInputs build_graph_decode(const SchedulerOutput& scheduled, const KVCacheManager& kv_cache,
+                                   std::vector<const Request*>& sampling_rows, int32_t padded_rows);
+  // The same layout with padding rows only, for warm-up and capture.
+  ForwardInputs graph_dummy(int32_t padded_rows);
+
  private:
+  ForwardInputs graph_inputs(int32_t padded_rows) const;
+  // Fills and copies the graph area: rows from `out` (none when null), then padding.
+  ForwardInputs fill_graph_rows(const SchedulerOutput* out, const KVCacheManager* kv_cache,
+                                std::vector<const Request*>& sampling_rows, int32_t padded_rows);
+  int32_t* graph_field(size_t offset) const;
+
   Backend& backend_;
   int32_t max_num_tokens_;
   int32_t max_num_seqs_;
@@ -32,6 +51,14 @@ class StepInputs {
   Buffer staging_;  // pinned host memory where the backend has it
   size_t staging_bytes_ = 0;
   Buffer device_;
+
+  // The fixed decode-graph area (enable_graph_inputs).
+  int32_t max_graph_rows_ = 0;
+  int32_t graph_max_seq_len_ = 0;
+  Buffer graph_staging_;
+  Buffer graph_device_;
+  size_t g_tokens_ = 0, g_positions_ = 0, g_slots_ = 0, g_qsl_ = 0, g_lens_ = 0, g_logits_ = 0,
+         g_tables_ = 0;
 };
 
 }  // namespace octavo
