@@ -209,6 +209,11 @@ class CudaBackend final : public Backend {
     return std::make_unique<CudaGraph>(graph, stream_);
   }
 
+  bool fill_uniform(void* dst, int64_t n, uint64_t key, float low, float high) override {
+    cuda::launch_fill_uniform(dst, kernel_dtype(dtype_), n, key, low, high, stream_);
+    return true;
+  }
+
   void memory_info(int64_t& used_bytes, int64_t& total_bytes) const override {
     size_t free_bytes = 0, total = 0;
     OCTAVO_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));

@@ -15,6 +15,9 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "model/dummy_weights.h"
+#include "model/model_config.h"
+#include "model/weights.h"
 
 namespace octavo {
 namespace {
@@ -298,6 +301,41 @@ TEST_P(BackendOpsTest, RopeCacheWriteAndPagedAttentionMatchCpu) {
     expect_close(got, want, "attention heads " + std::to_string(c.q_heads) + "/" + std::to_string(c.kv_heads) +
                                 " dim " + std::to_string(d) + " window " + std::to_string(c.window));
   }
+}
+
+// Dummy weights made on the device are the CPU's fill_uniform values rounded to the dtype
+// (the GPU computes them in place; the CPU reads them on the host), fused parts included.
+TEST_P(BackendOpsTest, DummyWeightsMadeOnTheDeviceMatchTheHostStream) {
+  const ModelConfig config = parse_model_config(R"({
+    "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 300,
+    "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128,
+    "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": false})");
+  const uint64_t seed = rng_();
+  DummyWeightSource source(seed, config.tie_word_embeddings);
+  const ModelWeights on_gpu = load_weights(config, source, *gpu_);
+  const ModelWeights on_cpu = load_weights(config, source, *cpu_);
+  EXPECT_EQ(on_gpu.bytes * 4 / static_cast<int64_t>(dtype_size(GetParam())), on_cpu.bytes);
+  auto expect_same = [&](const Buffer& g, const Buffer& c, const char* what) {
+    const int64_t n = static_cast<int64_t>(c.bytes() / sizeof(float));
+    ASSERT_EQ(g.bytes(), static_cast<size_t>(n) * dtype_size(GetParam())) << what;
+    HostTensor want;
+    want.shape = {n};
+    want.values.assign(static_cast<const float*>(c.data()), static_cast<const float*>(c.data()) + n);
+    const HostTensor want_rounded = rounded(want);
+    std::vector<float> got(static_cast<size_t>(n));
+    download(g.as(GetParam(), {n}), got.data());
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; ++i) differ += got[i] != want_rounded.values[i];
+    EXPECT_EQ(differ, 0) << what << ": " << differ << " of " << n << " values differ";
+  };
+  expect_same(on_gpu.embed, on_cpu.embed, "embed");
+  expect_same(on_gpu.lm_head, on_cpu.lm_head, "lm_head");
+  expect_same(on_gpu.final_norm, on_cpu.final_norm, "final_norm");
+  expect_same(on_gpu.layers[1].qkv, on_cpu.layers[1].qkv, "qkv");
+  expect_same(on_gpu.layers[1].qkv_bias, on_cpu.layers[1].qkv_bias, "qkv_bias");
+  expect_same(on_gpu.layers[0].gate_up, on_cpu.layers[0].gate_up, "gate_up");
+  expect_same(on_gpu.layers[0].down, on_cpu.layers[0].down, "down");
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, BackendOpsTest,

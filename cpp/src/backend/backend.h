@@ -147,6 +147,13 @@ class Backend {
     (void)work;
     return nullptr;
   }
+  // Writes n values of compute_dtype() at dst: model/dummy_weights.h's fill_uniform(key, low,
+  // high) stream, rounded, computed where dst lives. Returns false (writing nothing) where
+  // the backend has no such fill; callers then fill on the host and upload.
+  virtual bool fill_uniform(void* dst, int64_t n, uint64_t key, float low, float high) {
+    (void)dst, (void)n, (void)key, (void)low, (void)high;
+    return false;
+  }
   // Device memory in use by everything on the device (this process and others), and the
   // device's total; both 0 on the CPU. For the start-up line and the memory plan.
   virtual void memory_info(int64_t& used_bytes, int64_t& total_bytes) const {

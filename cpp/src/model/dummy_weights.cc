@@ -69,4 +69,12 @@ HostTensor DummyWeightSource::read(const std::string& name, const std::vector<in
   return host;
 }
 
+bool DummyWeightSource::uniform_stream(const std::string& name, uint64_t& key, float& low, float& high) const {
+  if (!contains(name)) return false;
+  key = dummy_tensor_key(seed_, name);
+  low = kDummyWeightLow;
+  high = kDummyWeightHigh;
+  return true;
+}
+
 }  // namespace octavo

@@ -36,6 +36,7 @@ class DummyWeightSource final : public WeightSource {
 
   bool contains(const std::string& name) const override;
   HostTensor read(const std::string& name, const std::vector<int64_t>& shape) const override;
+  bool uniform_stream(const std::string& name, uint64_t& key, float& low, float& high) const override;
 
  private:
   uint64_t seed_;

@@ -22,6 +22,12 @@ class WeightSource {
   // The tensor `name` as floats of exactly `shape`. Throws InvalidArgument naming a missing
   // tensor or one whose stored shape differs.
   virtual HostTensor read(const std::string& name, const std::vector<int64_t>& shape) const = 0;
+  // For generated weights: the fill_uniform stream (model/dummy_weights.h) that read() would
+  // return for `name`, so a backend can make it in place. False for stored weights.
+  virtual bool uniform_stream(const std::string& name, uint64_t& key, float& low, float& high) const {
+    (void)name, (void)key, (void)low, (void)high;
+    return false;
+  }
 };
 
 // The tensors of a model directory's safetensors files, converted to float on read.

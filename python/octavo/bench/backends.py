@@ -8,6 +8,7 @@ that call, so tokenization, loading and setting up prompts stay outside the cloc
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -59,10 +60,14 @@ class OctavoBackend:
         kwargs: dict[str, Any] = {}
         if args.max_num_seqs is not None:
             kwargs["max_num_seqs"] = args.max_num_seqs
+        start = time.perf_counter()
         self.llm = LLM(args.model, tokenizer=args.tokenizer, dtype=args.dtype, seed=args.seed,
                        max_model_len=args.max_model_len, max_num_batched_tokens=args.max_num_batched_tokens,
                        enforce_eager=args.enforce_eager, device=args.device, load_format=args.load_format,
                        **kwargs)
+        # Weights loaded, KV cache planned, decode graphs recorded: the start-up figure.
+        self.startup_time = time.perf_counter() - start
+        print(f"Start-up: {self.startup_time:.2f} s")
         self.detokenize = not args.disable_detokenize
         self.tokenizer = self.llm.get_tokenizer()
 

@@ -91,6 +91,7 @@ def _measure(backend: Any, requests: list[SampleRequest], args: argparse.Namespa
         "total_prompt_tokens": prompt_tokens,
         "total_output_tokens": output_tokens,
         "backend": backend.name,
+        "startup_time": getattr(backend, "startup_time", None),
     }
     print(f"Throughput: {result['requests_per_second']:.2f} requests/s, "
           f"{result['tokens_per_second']:.2f} total tokens/s, "
