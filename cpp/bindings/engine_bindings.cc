@@ -25,6 +25,7 @@ void register_engine(py::module_& m) {
       .def_readwrite("kv_cache_memory_bytes", &EngineConfig::kv_cache_memory_bytes)
       .def_readwrite("enable_chunked_prefill", &EngineConfig::enable_chunked_prefill)
       .def_readwrite("enforce_eager", &EngineConfig::enforce_eager)
+      .def_readwrite("scheduling_policy", &EngineConfig::scheduling_policy)
       .def_readwrite("max_logprobs", &EngineConfig::max_logprobs)
       .def_readwrite("seed", &EngineConfig::seed)
       .def_readwrite("num_threads", &EngineConfig::num_threads)
@@ -100,7 +101,9 @@ void register_engine(py::module_& m) {
   py::class_<Engine>(m, "Engine", "Continuous-batching engine over a paged KV cache.")
       .def(py::init<const EngineConfig&>(), py::arg("config"), py::call_guard<py::gil_scoped_release>())
       .def("add_request", &Engine::add_request, py::arg("request_id"), py::arg("prompt_token_ids"),
-           py::arg("params"), "Queues a request; raises ValueError on bad input.")
+           py::arg("params"), py::arg("priority") = 0,
+           "Queues a request; raises ValueError on bad input (a non-zero priority without\n"
+           "scheduling_policy='priority' included).")
       .def("step", &Engine::step, py::call_guard<py::gil_scoped_release>(),
            "Runs one step; returns the requests that finished since the last call.")
       .def("abort", &Engine::abort, py::arg("request_id"))

@@ -116,7 +116,7 @@ class EngineArgs:
             warnings.warn("swap_space is deprecated and has no effect: preempted requests are recomputed",
                           DeprecationWarning, stacklevel=4)
         refuse = {
-            "scheduling_policy": ("fcfs",),
+            "scheduling_policy": ("fcfs", "priority"),
             "load_format": LOAD_FORMATS,
             "enable_prefix_caching": (None, False),
             "pipeline_parallel_size": (1,),
@@ -156,6 +156,7 @@ class EngineArgs:
         chunked = self.option("enable_chunked_prefill")
         cfg.enable_chunked_prefill = True if chunked is None else bool(chunked)
         cfg.enforce_eager = bool(self.enforce_eager)
+        cfg.scheduling_policy = self.option("scheduling_policy")
         cfg.max_logprobs = self.option("max_logprobs")
         cfg.seed = self.seed & 0xFFFFFFFFFFFFFFFF
         cfg.num_threads = int(self.option("num_threads"))

@@ -96,7 +96,13 @@ class LLM:
         engine_config = args.to_engine_config(_C, model_dir, json.dumps(hf_config), eos)
         self._engine = _C.Engine(engine_config)
         self._info = self._engine.info
+        self._scheduling_policy = args.option("scheduling_policy")
         self._request_counter = itertools.count()
+        # Requests added (by generate or enqueue) whose outputs were not handed back yet, and
+        # the native outputs of those that finished, kept until wait_for_completion/generate.
+        self._pending: dict[int, tuple[str | None, list[int], SamplingParams]] = {}
+        self._finished: dict[int, Any] = {}
+        self.llm_engine = LLMEngine(self)
 
     # ---- set-up helpers ---------------------------------------------------------------
     @staticmethod
@@ -150,19 +156,86 @@ class LLM:
 
         prompts: a str, {"prompt": str}, {"prompt_token_ids": [...]}, or a list of these.
         sampling_params: one SamplingParams for all prompts, or one per prompt.
+        priority: one int per prompt, with scheduling_policy="priority": lower values are
+        scheduled first (FCFS among equals) and preempted last.
         Raises ValueError (a prompt too long, empty or outside the vocabulary, a list of
-        the wrong length, an unsupported option) before any request runs.
+        the wrong length, a non-zero priority without the priority policy, an unsupported
+        option) before any request runs. Outputs of requests queued earlier with enqueue()
+        come back too, as in vLLM, all in request-id order.
         """
-        if lora_request is not None:
-            raise ValueError("lora_request is not supported yet by octavo")
-        if priority is not None:
-            raise ValueError("priority needs scheduling_policy='priority', which octavo does not support yet")
-        prompt_list = self._normalize_prompts(prompts)
-        params_list = self._normalize_params(sampling_params, len(prompt_list))
-        requests = [self._prepare(p, sp, tokenization_kwargs) for p, sp in zip(prompt_list, params_list)]
-        return self._run(requests, use_tqdm)
+        self._add_requests(prompts, sampling_params, lora_request, priority, tokenization_kwargs)
+        return self._run_engine(use_tqdm)
+
+    def enqueue(
+        self,
+        prompts: PromptType | Sequence[PromptType],
+        sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
+        lora_request: Any = None,
+        priority: list[int] | None = None,
+        use_tqdm: bool = True,
+        tokenization_kwargs: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Queues prompts without running them; returns their request ids (strings).
+
+        Same arguments and errors as generate(); nothing runs until wait_for_completion()
+        (or generate()) steps the engine. A queued request can be cancelled with
+        ``llm.llm_engine.abort_request([request_id])``, which frees its KV-cache blocks.
+        """
+        ids = self._add_requests(prompts, sampling_params, lora_request, priority, tokenization_kwargs,
+                                 use_tqdm=use_tqdm)
+        return [str(rid) for rid in ids]
+
+    def wait_for_completion(self, *, use_tqdm: bool = True) -> list[RequestOutput]:
+        """Runs every queued request to completion; returns their outputs in request-id order
+        (aborted requests have none)."""
+        return self._run_engine(use_tqdm)
 
     # ---- generate() in pieces ---------------------------------------------------------
+    def _add_requests(self, prompts: Any, sampling_params: Any, lora_request: Any, priority: Any,
+                      tokenization_kwargs: dict[str, Any] | None, use_tqdm: bool = False) -> list[int]:
+        """Validates every request, then adds them all to the engine; nothing is added if any is bad."""
+        if lora_request is not None:
+            raise ValueError("lora_request is not supported yet by octavo")
+        prompt_list = self._normalize_prompts(prompts)
+        params_list = self._normalize_params(sampling_params, len(prompt_list))
+        priorities = self._normalize_priority(priority, len(prompt_list))
+        items = zip(prompt_list, params_list)
+        if use_tqdm:
+            from tqdm.auto import tqdm
+
+            items = tqdm(items, total=len(prompt_list), desc="Adding requests", dynamic_ncols=True)
+        requests = [self._prepare(p, sp, tokenization_kwargs) for p, sp in items]
+        ids = [next(self._request_counter) for _ in requests]
+        added: list[int] = []
+        try:
+            for rid, (_, prompt_ids, sp), prio in zip(ids, requests, priorities):
+                self._engine.add_request(rid, prompt_ids, self._native_params(sp, len(prompt_ids)), prio)
+                added.append(rid)
+        except BaseException:
+            for rid in added:
+                self._engine.abort(rid)
+            self._drain_aborted()
+            raise
+        self._pending.update(zip(ids, requests))
+        return ids
+
+    def _normalize_priority(self, priority: Any, n: int) -> list[int]:
+        if priority is None:
+            return [0] * n
+        if isinstance(priority, (str, bytes)) or not isinstance(priority, Sequence):
+            raise TypeError(f"priority must be a list of ints, got {type(priority).__name__}")
+        values = list(priority)
+        if len(values) != n:
+            raise ValueError(f"The lengths of prompts ({n}) and priority ({len(values)}) must be the same.")
+        for value in values:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"priority values must be ints, got {value!r}")
+            if not -(1 << 63) <= value < (1 << 63):
+                raise ValueError(f"priority {value} is outside the 64-bit integer range")
+            if value != 0 and self._scheduling_policy != "priority":
+                raise ValueError(f"Got priority {value} but Priority scheduling is not enabled.")
+        return values
+
     @staticmethod
     def _normalize_prompts(prompts: Any) -> list[PromptType]:
         if isinstance(prompts, (str, dict)):
@@ -259,49 +332,65 @@ class LLM:
             p.logprobs = self._info.vocab_size if sp.logprobs == -1 else sp.logprobs
         return p
 
-    def _run(self, requests: list[tuple[str | None, list[int], SamplingParams]], use_tqdm: bool) -> list[RequestOutput]:
-        ids = [next(self._request_counter) for _ in requests]
-        added: list[int] = []
-        try:
-            for rid, (_, prompt_ids, sp) in zip(ids, requests):
-                self._engine.add_request(rid, prompt_ids, self._native_params(sp, len(prompt_ids)))
-                added.append(rid)
-        except BaseException:
-            for rid in added:
-                self._engine.abort(rid)
-            self._drain_aborted()
-            raise
+    def _collect(self, natives) -> int:
+        """Keeps the outputs of requests still pending; returns how many finished."""
+        n = 0
+        for out in natives:
+            if out.request_id in self._pending and out.finish_reason != _C.FinishReason.ABORT:
+                self._finished[out.request_id] = out
+                n += 1
+        return n
 
-        finished: dict[int, Any] = {}
-        bar = _progress_bar(len(requests)) if use_tqdm else None
+    def _run_engine(self, use_tqdm: bool) -> list[RequestOutput]:
+        """Steps the engine until every request is done; hands back all pending outputs."""
+        todo = [rid for rid in self._pending if rid not in self._finished]
+        bar = _progress_bar(len(todo)) if use_tqdm and todo else None
         start = time.perf_counter()
-        prompt_tokens = sum(len(r[1]) for r in requests)
+        prompt_tokens = sum(len(self._pending[rid][1]) for rid in todo)
         output_tokens = 0
         try:
             while self._engine.has_unfinished():
-                for out in self._engine.step():
-                    finished[out.request_id] = out
-                    output_tokens += len(out.token_ids)
-                    if bar is not None:
-                        elapsed = max(time.perf_counter() - start, 1e-9)
-                        bar.set_postfix_str(
-                            f"est. speed input: {prompt_tokens / elapsed:.2f} toks/s, "
-                            f"output: {output_tokens / elapsed:.2f} toks/s", refresh=False)
-                        bar.update(1)
+                natives = self._engine.step()
+                done = self._collect(natives)
+                if bar is not None and done:
+                    output_tokens += sum(len(o.token_ids) for o in natives if o.request_id in self._finished)
+                    elapsed = max(time.perf_counter() - start, 1e-9)
+                    bar.set_postfix_str(
+                        f"est. speed input: {prompt_tokens / elapsed:.2f} toks/s, "
+                        f"output: {output_tokens / elapsed:.2f} toks/s", refresh=False)
+                    bar.update(done)
         except BaseException:
-            for rid in ids:
-                if rid not in finished:
+            for rid in self._pending:
+                if rid not in self._finished:
                     self._engine.abort(rid)
+            self._pending = {rid: r for rid, r in self._pending.items() if rid in self._finished}
             self._drain_aborted()
             raise
         finally:
             if bar is not None:
                 bar.close()
-        return self._make_outputs(ids, requests, finished)
+        ids = sorted(rid for rid in self._pending if rid in self._finished)
+        outputs = self._make_outputs(ids, [self._pending[rid] for rid in ids], self._finished)
+        for rid in ids:
+            del self._pending[rid]
+            del self._finished[rid]
+        return outputs
 
     def _drain_aborted(self) -> None:
+        """Steps until the engine is idle, so aborted requests are flushed out of it; requests
+        queued by enqueue() run meanwhile, and their outputs are kept."""
         while self._engine.has_unfinished():
-            self._engine.step()
+            self._collect(self._engine.step())
+
+    def _abort(self, request_ids: list[str]) -> None:
+        for request_id in request_ids:
+            try:
+                rid = int(request_id)
+            except (TypeError, ValueError):
+                continue  # not one of ours: vLLM ignores unknown ids too
+            if self._pending.pop(rid, None) is not None:
+                self._finished.pop(rid, None)
+                self._engine.abort(rid)
 
     def _make_outputs(self, ids: list[int], requests, finished: dict[int, Any]) -> list[RequestOutput]:
         texts = self._decode_all([finished[rid] for rid in ids], [r[2] for r in requests])
@@ -354,6 +443,24 @@ class LLM:
                     entry[tok] = Logprob(value, rank, decode(tok))
             positions.append(entry)
         return positions
+
+
+class LLMEngine:
+    """What ``LLM.llm_engine`` offers of vLLM's LLMEngine: aborting and counting requests."""
+
+    def __init__(self, llm: LLM) -> None:
+        self._llm = llm
+
+    def abort_request(self, request_ids: str | Sequence[str], internal: bool = False) -> None:
+        """Removes queued or running requests by id and frees their KV-cache blocks at once;
+        they produce no output. Unknown or finished ids are ignored."""
+        self._llm._abort([request_ids] if isinstance(request_ids, str) else list(request_ids))
+
+    def get_num_unfinished_requests(self) -> int:
+        return sum(1 for rid in self._llm._pending if rid not in self._llm._finished)
+
+    def has_unfinished_requests(self) -> bool:
+        return self.get_num_unfinished_requests() > 0
 
 
 def _progress_bar(total: int):

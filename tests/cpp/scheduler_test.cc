@@ -40,10 +40,11 @@ class FakeEngine {
   FakeEngine(const SchedulerConfig& config, int32_t num_blocks, int32_t block_size)
       : kv(num_blocks, block_size), scheduler(config, kv) {}
 
-  Request* add(uint64_t id, int32_t prompt_len, int32_t num_outputs) {
+  Request* add(uint64_t id, int32_t prompt_len, int32_t num_outputs, int64_t priority = 0) {
     auto request = std::make_unique<Request>();
     request->id = id;
     request->arrival = next_arrival_++;
+    request->priority = priority;
     for (int32_t t = 0; t < prompt_len; ++t) {
       request->token_ids.push_back(static_cast<int32_t>(id * 1000 + t));
     }
@@ -88,8 +89,9 @@ class FakeEngine {
 };
 
 SchedulerConfig config_with(int32_t max_num_seqs, int32_t budget, int32_t max_model_len = 64,
-                            bool chunked = true) {
+                            bool chunked = true, SchedulingPolicy policy = SchedulingPolicy::kFcfs) {
   SchedulerConfig config;
+  config.policy = policy;
   config.max_num_seqs = max_num_seqs;
   config.max_num_batched_tokens = budget;
   config.max_model_len = max_model_len;
@@ -407,9 +409,182 @@ TEST(Scheduler, InvalidConfigurationThrows) {
   EXPECT_NO_THROW(Scheduler(config_with(4, 64, 64, false), kv));
 }
 
+SchedulerConfig priority_config(int32_t max_num_seqs, int32_t budget) {
+  return config_with(max_num_seqs, budget, 64, true, SchedulingPolicy::kPriority);
+}
+
+// ---- scheduling_policy "priority" ---------------------------------------------------
+
+TEST(SchedulerPriority, LowerPriorityValuesAreAdmittedFirst) {
+  FakeEngine e(priority_config(1, 100), 16, 4);
+  e.add(1, 3, 1, 2);
+  e.add(2, 3, 1, 0);
+  e.add(3, 3, 1, -4);  // negative values are allowed, as in vLLM
+  e.add(4, 3, 1, 1);
+  while (e.scheduler.has_unfinished()) e.step();
+  EXPECT_EQ(e.finished, (std::vector<uint64_t>{3, 2, 4, 1}));
+}
+
+TEST(SchedulerPriority, EqualPrioritiesAreServedInArrivalOrder) {
+  FakeEngine e(priority_config(1, 100), 16, 4);
+  e.add(5, 3, 1, 1);  // ids out of order: arrival breaks ties, not id
+  e.add(1, 3, 1, 0);
+  e.add(4, 3, 1, 1);
+  e.add(2, 3, 1, 0);
+  e.add(3, 3, 1, 1);
+  while (e.scheduler.has_unfinished()) e.step();
+  EXPECT_EQ(e.finished, (std::vector<uint64_t>{1, 2, 5, 4, 3}));
+}
+
+TEST(SchedulerPriority, AdmissionRowsFollowPriorityOrderUnderTheTokenBudget) {
+  FakeEngine e(priority_config(8, 7), 32, 4);
+  e.add(1, 3, 5, 3);
+  e.add(2, 3, 5, 1);
+  e.add(3, 3, 5, 2);
+  EXPECT_EQ(rows_of(e.step()), (Rows{{2, 3}, {3, 3}, {1, 1}}));
+  // Running requests keep their admission order; the chunked prompt catches up.
+  EXPECT_EQ(rows_of(e.step()), (Rows{{2, 1}, {3, 1}, {1, 2}}));
+}
+
+TEST(SchedulerPriority, LaterHigherPriorityArrivalJumpsTheWaitingQueueButNotTheRunning) {
+  FakeEngine e(priority_config(1, 100), 16, 4);
+  e.add(1, 3, 2, 5);
+  e.add(2, 3, 1, 5);
+  EXPECT_EQ(rows_of(e.step()), (Rows{{1, 3}}));
+  e.add(3, 3, 1, 0);  // outranks the waiting request 2; running request 1 keeps its seat
+  EXPECT_EQ(rows_of(e.step()), (Rows{{1, 1}}));
+  EXPECT_EQ(rows_of(e.step()), (Rows{{3, 3}}));
+  EXPECT_EQ(rows_of(e.step()), (Rows{{2, 3}}));
+  EXPECT_EQ(e.finished, (std::vector<uint64_t>{1, 3, 2}));
+}
+
+// Four one-block requests, the last admitted a step later; the first then needs the whole
+// cache. Victims go by (priority, arrival), largest first: request 4, the newest, outranks
+// two older ones and goes last, where FCFS (and the running order) would evict it first.
+TEST(SchedulerPriority, PreemptionEvictsTheLowestPriorityThenNewestRequestFirst) {
+  for (SchedulingPolicy policy : {SchedulingPolicy::kPriority, SchedulingPolicy::kFcfs}) {
+    KVCacheManager kv(8, 2);
+    Scheduler scheduler(config_with(4, 100, 64, true, policy), kv);
+    std::vector<std::unique_ptr<Request>> requests;
+    const int64_t priorities[] = {0, 5, 5, 1};
+    auto add = [&](uint64_t id) {
+      auto r = std::make_unique<Request>();
+      r->id = id;
+      r->arrival = id;
+      r->priority = policy == SchedulingPolicy::kPriority ? priorities[id - 1] : 0;
+      r->token_ids = {1, 2};
+      r->num_prompt_tokens = 2;
+      scheduler.add_request(r.get());
+      requests.push_back(std::move(r));
+    };
+    for (uint64_t id = 1; id <= 3; ++id) add(id);
+    SchedulerOutput s1 = scheduler.schedule();
+    ASSERT_EQ(rows_of(s1), (Rows{{1, 2}, {2, 2}, {3, 2}}));
+    scheduler.update_from_output(s1);
+    add(4);
+    SchedulerOutput s2 = scheduler.schedule();
+    ASSERT_EQ(rows_of(s2), (Rows{{4, 2}}));
+    scheduler.update_from_output(s2);
+    EXPECT_EQ(kv.num_free_blocks(), 4);
+
+    Request* a = requests[0].get();
+    a->token_ids.resize(16, 7);  // 8 blocks: every other request must go
+    SchedulerOutput s3 = scheduler.schedule();
+    EXPECT_EQ(rows_of(s3), (Rows{{1, 14}}));
+    const std::vector<uint64_t> expected_victims =
+        policy == SchedulingPolicy::kPriority ? std::vector<uint64_t>{3, 2, 4} : std::vector<uint64_t>{4, 3, 2};
+    EXPECT_EQ(ids_of(s3.preempted), expected_victims);
+    EXPECT_EQ(kv.num_free_blocks(), 0);
+    scheduler.update_from_output(s3);
+    a->status = RequestStatus::kFinished;
+    scheduler.finish(a);
+
+    // Back in the queue by (priority, arrival) under kPriority; by arrival under FCFS.
+    SchedulerOutput s4 = scheduler.schedule();
+    const Rows expected_rows = policy == SchedulingPolicy::kPriority ? Rows{{4, 2}, {2, 2}, {3, 2}}
+                                                                     : Rows{{2, 2}, {3, 2}, {4, 2}};
+    EXPECT_EQ(rows_of(s4), expected_rows);
+  }
+}
+
+TEST(SchedulerPriority, VictimAlreadyScheduledInTheStepGivesBackItsTokensAndBlocks) {
+  FakeEngine e(priority_config(8, 100), 2, 4);
+  Request* x = e.add(1, 2, 3, 5);
+  EXPECT_EQ(rows_of(e.step()), (Rows{{1, 2}}));
+  Request* y = e.add(2, 4, 3, 0);
+  EXPECT_EQ(rows_of(e.step()), (Rows{{1, 1}, {2, 4}}));
+  EXPECT_EQ(e.kv.num_free_blocks(), 0);
+
+  // Request 1 (running first) still fits its block and is scheduled; request 2 then needs
+  // a new block and outranks it, so request 1 is taken out of the step and evicted.
+  SchedulerOutput s3 = e.step();
+  EXPECT_EQ(rows_of(s3), (Rows{{2, 1}}));
+  EXPECT_EQ(ids_of(s3.preempted), (std::vector<uint64_t>{1}));
+  EXPECT_EQ(s3.num_batched_tokens, 1);
+  EXPECT_EQ(x->status, RequestStatus::kWaiting);
+  EXPECT_EQ(x->num_computed_tokens, 0);
+  EXPECT_EQ(x->num_output_tokens(), 2);
+  EXPECT_EQ(e.kv.block_table(2).size(), 2u);
+
+  for (int i = 0; i < 10 && e.scheduler.has_unfinished(); ++i) e.step();
+  EXPECT_EQ(e.finished, (std::vector<uint64_t>{2, 1}));
+  for (Request* r : {x, y}) {
+    ASSERT_EQ(r->num_output_tokens(), 3);
+    for (int32_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(r->token_ids[static_cast<size_t>(r->num_prompt_tokens + i)], FakeEngine::token_for(r->id, i));
+    }
+  }
+  EXPECT_EQ(e.kv.num_free_blocks(), 2);
+}
+
+TEST(SchedulerPriority, LowestRankedRequestPreemptsItselfAndHigherRankedOnesStillRunInTheStep) {
+  FakeEngine e(priority_config(8, 100), 4, 4);
+  Request* low = e.add(1, 7, 4, 9);
+  EXPECT_EQ(rows_of(e.step()), (Rows{{1, 7}}));
+  Request* high = e.add(2, 8, 4, 0);
+  EXPECT_EQ(rows_of(e.step()), (Rows{{1, 1}, {2, 8}}));
+  EXPECT_EQ(e.kv.num_free_blocks(), 0);
+
+  // Request 1 runs first but needs a block and ranks last: it evicts itself, and request 2
+  // takes one of the two blocks it freed in the same step.
+  SchedulerOutput s3 = e.step();
+  EXPECT_EQ(ids_of(s3.preempted), (std::vector<uint64_t>{1}));
+  EXPECT_EQ(rows_of(s3), (Rows{{2, 1}}));
+  EXPECT_EQ(low->num_preemptions, 1);
+  EXPECT_EQ(high->num_preemptions, 0);
+  EXPECT_EQ(e.kv.num_free_blocks(), 1);
+  for (int i = 0; i < 20 && e.scheduler.has_unfinished(); ++i) e.step();
+  EXPECT_EQ(e.finished, (std::vector<uint64_t>{2, 1}));
+  EXPECT_EQ(low->num_output_tokens(), 4);
+}
+
+TEST(SchedulerPriority, FcfsPolicyRefusesANonZeroPriority) {
+  KVCacheManager kv(8, 4);
+  Scheduler scheduler(config_with(4, 100), kv);
+  Request r;
+  r.id = 1;
+  r.token_ids = {1, 2};
+  r.num_prompt_tokens = 2;
+  r.priority = 3;
+  EXPECT_THROW(scheduler.add_request(&r), InvalidArgument);
+  EXPECT_EQ(scheduler.num_waiting(), 0);
+  r.priority = 0;
+  EXPECT_NO_THROW(scheduler.add_request(&r));
+}
+
+TEST(SchedulerPriority, PolicyNamesAreVllms) {
+  EXPECT_EQ(parse_scheduling_policy("fcfs"), SchedulingPolicy::kFcfs);
+  EXPECT_EQ(parse_scheduling_policy("priority"), SchedulingPolicy::kPriority);
+  EXPECT_THROW(parse_scheduling_policy("lottery"), InvalidArgument);
+  EXPECT_THROW(parse_scheduling_policy("FCFS"), InvalidArgument);
+}
+
+// ---- random simulations ---------------------------------------------------------------
+
 struct SimulationParams {
   uint32_t seed;
   bool chunked;
+  bool priority = false;
 };
 
 // Many requests of random lengths arrive over time into a cache that holds barely one
@@ -424,7 +599,8 @@ void simulate(const SimulationParams& p, int64_t* num_preemptions) {
   const int32_t block_size = std::vector<int32_t>{1, 2, 4, 8}[uniform(0, 3)];
   const int32_t max_num_seqs = uniform(1, 8);
   const int32_t budget = p.chunked ? uniform(1, 40) : uniform(max_model_len, 96);
-  FakeEngine e(config_with(max_num_seqs, budget, max_model_len, p.chunked),
+  const SchedulingPolicy policy = p.priority ? SchedulingPolicy::kPriority : SchedulingPolicy::kFcfs;
+  FakeEngine e(config_with(max_num_seqs, budget, max_model_len, p.chunked, policy),
                (max_model_len + block_size - 1) / block_size + uniform(0, 3), block_size);
   const int32_t num_blocks = e.kv.num_blocks();
 
@@ -437,7 +613,8 @@ void simulate(const SimulationParams& p, int64_t* num_preemptions) {
     const int32_t arrivals = added == 0 ? 1 : uniform(0, 2);
     for (int32_t k = 0; k < arrivals && added < num_requests; ++k, ++added) {
       const int32_t outputs = uniform(1, 8);
-      e.add(next_id++, uniform(1, max_model_len - outputs), outputs);
+      const int32_t prompt_len = uniform(1, max_model_len - outputs);
+      e.add(next_id++, prompt_len, outputs, p.priority ? uniform(0, 3) : 0);
     }
 
     std::map<uint64_t, int64_t> computed_before;
@@ -497,6 +674,21 @@ void simulate(const SimulationParams& p, int64_t* num_preemptions) {
     ASSERT_EQ(held_blocks, num_blocks - e.kv.num_free_blocks());
     ASSERT_LE(held_blocks, num_blocks);
 
+    // A victim ranked below every request left running when it was chosen; the running set
+    // only shrinks while preempting, so it ranks below every request running now.
+    for (const Request* victim : out.preempted) {
+      for (auto& [id, r] : e.requests) {
+        if (r->status != RequestStatus::kRunning) continue;
+        if (p.priority) {
+          ASSERT_TRUE(r->priority < victim->priority ||
+                      (r->priority == victim->priority && r->arrival < victim->arrival))
+              << "preempted " << victim->id << " while " << id << " ranked lower stays";
+        } else {
+          ASSERT_LT(r->arrival, victim->arrival) << "preempted " << victim->id << " before newer " << id;
+        }
+      }
+    }
+
     // Admissions only in steps without preemption; progress in every step with work.
     if (!out.preempted.empty()) {
       for (const ScheduledRequest& s : out.scheduled) {
@@ -543,6 +735,8 @@ std::vector<SimulationParams> simulation_params() {
   std::vector<SimulationParams> params;
   for (uint32_t seed = 1; seed <= 16; ++seed) params.push_back({seed, true});
   for (uint32_t seed = 101; seed <= 108; ++seed) params.push_back({seed, false});
+  for (uint32_t seed = 201; seed <= 212; ++seed) params.push_back({seed, true, true});
+  for (uint32_t seed = 301; seed <= 306; ++seed) params.push_back({seed, false, true});
   return params;
 }
 
@@ -554,22 +748,26 @@ TEST_P(SchedulerSimulation, EveryRequestFinishesOnceWithinBudgetsAndCapacity) {
 }
 
 // The invariants checked by the simulations only bite if their small caches actually
-// force preemptions, with and without chunked prefill.
+// force preemptions, with and without chunked prefill, under both policies.
 TEST(Scheduler, RandomSimulationsExercisePreemption) {
-  int64_t chunked = 0, whole = 0;
+  int64_t preemptions[2][2] = {{0, 0}, {0, 0}};  // [priority][chunked]
   for (const SimulationParams& p : simulation_params()) {
     int64_t n = 0;
     simulate(p, &n);
     ASSERT_FALSE(::testing::Test::HasFatalFailure());
-    (p.chunked ? chunked : whole) += n;
+    preemptions[p.priority][p.chunked] += n;
   }
-  EXPECT_GT(chunked, 0);
-  EXPECT_GT(whole, 0);
+  for (int priority = 0; priority < 2; ++priority) {
+    for (int chunked = 0; chunked < 2; ++chunked) {
+      EXPECT_GT(preemptions[priority][chunked], 0) << "priority " << priority << " chunked " << chunked;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, SchedulerSimulation, ::testing::ValuesIn(simulation_params()),
                          [](const ::testing::TestParamInfo<SimulationParams>& param_info) {
-                           return std::string(param_info.param.chunked ? "chunked_" : "whole_") +
+                           return std::string(param_info.param.priority ? "priority_" : "fcfs_") +
+                                  std::string(param_info.param.chunked ? "chunked_" : "whole_") +
                                   std::to_string(param_info.param.seed);
                          });
 

@@ -194,9 +194,16 @@ def test_stop_strings_raise_naming_them(llm, still_serves):
     still_serves()
 
 
-def test_priority_raises(llm, still_serves):
-    with pytest.raises(ValueError, match="priority"):
-        llm.generate({"prompt_token_ids": PROBE}, SamplingParams(max_tokens=2), priority=[0],
+def test_priority_without_the_priority_policy_raises(llm, still_serves):
+    with pytest.raises(ValueError, match="Got priority 1 but Priority scheduling is not enabled"):
+        llm.generate({"prompt_token_ids": PROBE}, SamplingParams(max_tokens=2), priority=[1],
+                     use_tqdm=False)
+    still_serves()
+
+
+def test_priority_list_of_the_wrong_length_raises(llm, still_serves):
+    with pytest.raises(ValueError, match=r"prompts \(1\) and priority \(2\)"):
+        llm.generate({"prompt_token_ids": PROBE}, SamplingParams(max_tokens=2), priority=[0, 0],
                      use_tqdm=False)
     still_serves()
 
@@ -398,7 +405,7 @@ def test_swap_space_warns_deprecation_and_llm_works(model_dir, probe_reference):
 @pytest.mark.parametrize(
     "option, value",
     [("tensor_parallel_size", 2), ("quantization", "awq"), ("enable_prefix_caching", True),
-     ("scheduling_policy", "priority"), ("load_format", "pt"), ("pipeline_parallel_size", 2)],
+     ("scheduling_policy", "lottery"), ("load_format", "pt"), ("pipeline_parallel_size", 2)],
 )
 def test_known_but_unsupported_option_raises_value_error_naming_it(model_dir, option, value):
     from octavo import LLM

@@ -33,6 +33,9 @@ struct EngineConfig {
   // false: pure-decode steps replay graphs recorded at start-up (CUDA); true: every step
   // launches its kernels one by one (vLLM's enforce_eager).
   bool enforce_eager = false;
+  // "fcfs" or "priority" (vLLM's): with "priority" the queue runs lower priority values
+  // first (FCFS among equals) and preemption evicts the lowest-priority, newest request.
+  std::string scheduling_policy = "fcfs";
   int32_t max_logprobs = 20;
   uint64_t seed = 0;
   int32_t num_threads = 0;             // CPU threads; 0: all cores
@@ -99,9 +102,10 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Queues a request. Throws InvalidArgument for a duplicate id, an empty prompt,
-  // a token outside the vocabulary, a prompt longer than max_model_len, or bad params.
+  // a token outside the vocabulary, a prompt longer than max_model_len, bad params, or a
+  // non-zero priority without scheduling_policy "priority".
   void add_request(uint64_t request_id, std::vector<int32_t> prompt_token_ids,
-                   const SamplingParams& params);
+                   const SamplingParams& params, int64_t priority = 0);
 
   // One scheduler step; returns the requests that finished (or were aborted) since the last call.
   std::vector<RequestOutput> step();

@@ -89,7 +89,7 @@ class Engine::Impl {
  public:
   explicit Impl(const EngineConfig& config);
 
-  void add_request(uint64_t id, std::vector<int32_t> prompt, const SamplingParams& params);
+  void add_request(uint64_t id, std::vector<int32_t> prompt, const SamplingParams& params, int64_t priority);
   std::vector<RequestOutput> step();
   bool abort(uint64_t id);
   bool has_unfinished() const { return scheduler_->has_unfinished() || !pending_outputs_.empty(); }
@@ -146,6 +146,7 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
                           ") must be at least max_model_len (" + std::to_string(max_model_len) + ")");
   }
   if (config_.max_logprobs < 0) throw InvalidArgument("max_logprobs must be non-negative");
+  const SchedulingPolicy policy = parse_scheduling_policy(config_.scheduling_policy);
   const LoadFormat load_format = parse_load_format(config_.load_format);
 
   backend_ = make_backend(config_, mc);
@@ -179,6 +180,7 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
   kv_manager_ = std::make_unique<KVCacheManager>(static_cast<int32_t>(num_blocks), block_size);
 
   SchedulerConfig sc;
+  sc.policy = policy;
   sc.max_num_seqs = config_.max_num_seqs;
   sc.max_num_batched_tokens = budget;
   sc.max_model_len = max_model_len;
@@ -224,8 +226,12 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
   log_info(line.str());
 }
 
-void Engine::Impl::add_request(uint64_t id, std::vector<int32_t> prompt, const SamplingParams& params) {
+void Engine::Impl::add_request(uint64_t id, std::vector<int32_t> prompt, const SamplingParams& params,
+                               int64_t priority) {
   if (requests_.count(id) != 0) throw InvalidArgument("request id " + std::to_string(id) + " is already in use");
+  if (priority != 0 && config_.scheduling_policy != "priority") {
+    throw InvalidArgument("Got priority " + std::to_string(priority) + " but Priority scheduling is not enabled.");
+  }
   if (prompt.empty()) throw InvalidArgument("the prompt is empty: a request needs at least one token");
   if (static_cast<int64_t>(prompt.size()) > info.max_model_len) {
     throw InvalidArgument("the prompt (" + std::to_string(prompt.size()) +
@@ -246,6 +252,7 @@ void Engine::Impl::add_request(uint64_t id, std::vector<int32_t> prompt, const S
   r->num_prompt_tokens = static_cast<int32_t>(prompt.size());
   r->token_ids = std::move(prompt);
   r->params = params;
+  r->priority = priority;
   r->seed = params.seed ? *params.seed : mix64(config_.seed ^ mix64(r->arrival));
   scheduler_->add_request(r.get());
   requests_.emplace(id, std::move(r));
@@ -353,8 +360,9 @@ EngineStats Engine::Impl::stats() const {
 Engine::Engine(const EngineConfig& config) : impl_(std::make_unique<Impl>(config)) {}
 Engine::~Engine() = default;
 
-void Engine::add_request(uint64_t request_id, std::vector<int32_t> prompt_token_ids, const SamplingParams& params) {
-  impl_->add_request(request_id, std::move(prompt_token_ids), params);
+void Engine::add_request(uint64_t request_id, std::vector<int32_t> prompt_token_ids, const SamplingParams& params,
+                         int64_t priority) {
+  impl_->add_request(request_id, std::move(prompt_token_ids), params, priority);
 }
 std::vector<RequestOutput> Engine::step() { return impl_->step(); }
 bool Engine::abort(uint64_t request_id) { return impl_->abort(request_id); }

@@ -16,6 +16,7 @@ enum class RequestStatus { kWaiting, kRunning, kFinished };
 struct Request {
   uint64_t id = 0;
   uint64_t arrival = 0;                 // FCFS order; kept across preemption
+  int64_t priority = 0;                 // scheduling_policy "priority": lower runs first
   std::vector<int32_t> token_ids;       // prompt, then generated tokens
   int32_t num_prompt_tokens = 0;
   int64_t num_computed_tokens = 0;      // tokens whose K/V sit in the cache

@@ -10,6 +10,21 @@
 
 namespace octavo {
 
+namespace {
+
+// The priority queue's order: lower priority value first, then earlier arrival.
+bool runs_before(const Request* a, const Request* b) {
+  return a->priority != b->priority ? a->priority < b->priority : a->arrival < b->arrival;
+}
+
+}  // namespace
+
+SchedulingPolicy parse_scheduling_policy(const std::string& name) {
+  if (name == "fcfs") return SchedulingPolicy::kFcfs;
+  if (name == "priority") return SchedulingPolicy::kPriority;
+  throw InvalidArgument("scheduling_policy must be 'fcfs' or 'priority', got '" + name + "'");
+}
+
 Scheduler::Scheduler(const SchedulerConfig& config, KVCacheManager& kv_cache)
     : config_(config), kv_cache_(kv_cache) {
   if (config_.max_num_seqs <= 0) {
@@ -31,8 +46,31 @@ Scheduler::Scheduler(const SchedulerConfig& config, KVCacheManager& kv_cache)
 
 void Scheduler::add_request(Request* request) {
   if (request == nullptr) throw InvalidArgument("Scheduler::add_request: null request");
+  if (config_.policy == SchedulingPolicy::kFcfs && request->priority != 0) {
+    throw InvalidArgument("Got priority " + std::to_string(request->priority) +
+                          " but Priority scheduling is not enabled.");
+  }
   request->status = RequestStatus::kWaiting;
-  waiting_.push_back(request);
+  enqueue(request, /*preempted=*/false);
+}
+
+void Scheduler::enqueue(Request* request, bool preempted) {
+  if (config_.policy == SchedulingPolicy::kPriority) {
+    // Preempted or new, a request takes its place by (priority, arrival); a preempted one
+    // keeps its arrival, so it goes back ahead of later arrivals of the same priority.
+    waiting_.insert(std::upper_bound(waiting_.begin(), waiting_.end(), request, runs_before), request);
+    return;
+  }
+  if (!preempted) {
+    waiting_.push_back(request);
+    return;
+  }
+  // Preempted requests resume before anything that was already waiting, and among
+  // themselves in arrival order, so the oldest work is redone first.
+  auto front_end = waiting_.begin() + static_cast<std::ptrdiff_t>(num_preempted_in_step_);
+  auto earlier = [](const Request* a, const Request* b) { return a->arrival < b->arrival; };
+  waiting_.insert(std::upper_bound(waiting_.begin(), front_end, request, earlier), request);
+  ++num_preempted_in_step_;
 }
 
 SchedulerOutput Scheduler::schedule() {
@@ -40,8 +78,8 @@ SchedulerOutput Scheduler::schedule() {
   int32_t token_budget = config_.max_num_batched_tokens;
   num_preempted_in_step_ = 0;
 
-  // Running requests first, oldest first: the oldest always gets its blocks (by preempting
-  // newer ones if need be), which is what guarantees that every request finishes.
+  // Running requests first, in admission order. The request the policy ranks first is
+  // never a victim while others run, so it always gets its blocks: every request finishes.
   size_t i = 0;
   while (i < running_.size()) {
     Request* request = running_[i];
@@ -59,15 +97,30 @@ SchedulerOutput Scheduler::schedule() {
     }
     bool scheduled = true;
     while (!kv_cache_.allocate_slots(request->id, request->num_computed_tokens + num_new)) {
-      Request* newest = running_.back();
-      preempt(newest);
-      out.preempted.push_back(newest);
-      if (newest == request) {
+      Request* victim = preemption_victim();
+      const auto victim_index = static_cast<size_t>(
+          std::find(running_.begin(), running_.end(), victim) - running_.begin());
+      preempt(victim);
+      out.preempted.push_back(victim);
+      if (victim == request) {
         scheduled = false;
         break;
       }
+      if (victim_index < i) {
+        // Under kPriority the victim may already have its tokens in this step: take them back.
+        --i;
+        auto row = std::find_if(out.scheduled.begin(), out.scheduled.end(),
+                                [victim](const ScheduledRequest& s) { return s.request == victim; });
+        if (row != out.scheduled.end()) {
+          token_budget += row->num_new_tokens;
+          out.scheduled.erase(row);
+        }
+      }
     }
-    if (!scheduled) break;  // it was the last running request
+    // It ranked last, so it went itself; the requests after it rank higher and may still
+    // run (vLLM stops here, which under kPriority can leave a step empty; under kFcfs the
+    // request was the newest, so nothing follows either way).
+    if (!scheduled) continue;
     out.scheduled.push_back({request, static_cast<int32_t>(num_new)});
     token_budget -= static_cast<int32_t>(num_new);
     ++i;
@@ -81,7 +134,7 @@ SchedulerOutput Scheduler::schedule() {
       Request* request = waiting_.front();
       int64_t num_new = request->num_tokens() - request->num_computed_tokens;
       if (num_new > token_budget) {
-        // FCFS: a later, smaller prompt does not jump the queue.
+        // Queue order holds: a later, smaller prompt does not jump the queue.
         if (!config_.enable_chunked_prefill) break;
         num_new = token_budget;
       }
@@ -121,6 +174,12 @@ void Scheduler::finish(Request* request) {
 
 bool Scheduler::abort(uint64_t request_id) { return remove(request_id); }
 
+Request* Scheduler::preemption_victim() const {
+  if (config_.policy == SchedulingPolicy::kFcfs) return running_.back();
+  // vLLM v1: the largest (priority, arrival), i.e. the lowest priority, newest among equals.
+  return *std::max_element(running_.begin(), running_.end(), runs_before);
+}
+
 void Scheduler::preempt(Request* request) {
   auto it = std::find(running_.begin(), running_.end(), request);
   if (it != running_.end()) running_.erase(it);
@@ -129,13 +188,7 @@ void Scheduler::preempt(Request* request) {
   request->status = RequestStatus::kWaiting;
   ++request->num_preemptions;
   ++num_preemptions_;
-  // Preempted requests resume before anything that was already waiting, and among
-  // themselves in arrival order, so the oldest work is redone first.
-  auto front_end = waiting_.begin() + static_cast<std::ptrdiff_t>(num_preempted_in_step_);
-  auto earlier = [](const Request* a, const Request* b) { return a->arrival < b->arrival; };
-  auto pos = std::upper_bound(waiting_.begin(), front_end, request, earlier);
-  waiting_.insert(pos, request);
-  ++num_preempted_in_step_;
+  enqueue(request, /*preempted=*/true);
 }
 
 bool Scheduler::remove(uint64_t request_id) {

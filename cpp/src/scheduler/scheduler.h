@@ -1,14 +1,18 @@
 // Scheduler: the policy of continuous batching. Each step it gives running requests
-// (in admission order) the tokens they still need, then admits waiting requests FCFS,
-// under max_num_seqs and a token budget; prompts longer than the budget are chunked.
-// When the KV cache runs out of blocks, the newest running request is preempted: its
-// blocks are freed and it goes back to the front of the queue to be recomputed. No
-// request is ever dropped. Decode and prefill rows share a step.
+// (in admission order) the tokens they still need, then admits waiting requests in queue
+// order, under max_num_seqs and a token budget; prompts longer than the budget are chunked.
+// The queue is first-come-first-served, or with SchedulingPolicy::kPriority ordered by
+// (priority, arrival): lower values first, FCFS among equals (vLLM's policies).
+// When the KV cache runs out of blocks, a running request is preempted (the newest; under
+// kPriority the one with the largest priority value, the newest among those): its blocks
+// are freed and it goes back to the queue to be recomputed. No request is ever dropped.
+// Decode and prefill rows share a step.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <string>
 #include <vector>
 
 #include "kv_cache/kv_cache_manager.h"
@@ -16,7 +20,13 @@
 
 namespace octavo {
 
+enum class SchedulingPolicy { kFcfs, kPriority };
+
+// "fcfs" or "priority" (vLLM's scheduling_policy values); throws InvalidArgument otherwise.
+SchedulingPolicy parse_scheduling_policy(const std::string& name);
+
 struct SchedulerConfig {
+  SchedulingPolicy policy = SchedulingPolicy::kFcfs;
   int32_t max_num_seqs = 256;
   int32_t max_num_batched_tokens = 8192;
   int32_t max_model_len = 2048;
@@ -40,6 +50,7 @@ class Scheduler {
   Scheduler(const SchedulerConfig& config, KVCacheManager& kv_cache);
 
   // The scheduler borrows the request; the caller owns it until finish() or abort().
+  // Under kFcfs a non-zero request->priority throws InvalidArgument.
   void add_request(Request* request);
   SchedulerOutput schedule();
   // After the forward: advances num_computed_tokens of every scheduled request.
@@ -55,7 +66,11 @@ class Scheduler {
   int64_t num_preemptions() const { return num_preemptions_; }
 
  private:
+  // The running request to evict when blocks run out.
+  Request* preemption_victim() const;
   void preempt(Request* request);
+  // Puts a request into waiting_ at its place under the policy.
+  void enqueue(Request* request, bool preempted);
   bool remove(uint64_t request_id);
 
   SchedulerConfig config_;
@@ -63,7 +78,7 @@ class Scheduler {
   std::deque<Request*> waiting_;
   std::vector<Request*> running_;
   int64_t num_preemptions_ = 0;
-  // How many requests at the front of waiting_ were preempted during the current
+  // kFcfs: how many requests at the front of waiting_ were preempted during the current
   // schedule(); they are kept in arrival order among themselves.
   size_t num_preempted_in_step_ = 0;
 };
