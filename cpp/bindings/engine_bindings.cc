@@ -45,7 +45,8 @@ void register_engine(py::module_& m) {
       .def_readwrite("min_tokens", &SamplingParams::min_tokens)
       .def_readwrite("ignore_eos", &SamplingParams::ignore_eos)
       .def_readwrite("stop_token_ids", &SamplingParams::stop_token_ids)
-      .def_readwrite("logprobs", &SamplingParams::logprobs);
+      .def_readwrite("logprobs", &SamplingParams::logprobs)
+      .def_readwrite("report_new_tokens", &SamplingParams::report_new_tokens);
 
   py::enum_<FinishReason>(m, "FinishReason")
       .value("NONE", FinishReason::kNone)
@@ -68,6 +69,7 @@ void register_engine(py::module_& m) {
       .def_readonly("cumulative_logprob", &RequestOutput::cumulative_logprob)
       .def_readonly("finish_reason", &RequestOutput::finish_reason)
       .def_readonly("stop_token_id", &RequestOutput::stop_token_id)
+      .def_readonly("new_token_ids", &RequestOutput::new_token_ids)
       .def_readonly("finished", &RequestOutput::finished);
 
   py::class_<EngineInfo>(m, "EngineInfo")
@@ -107,6 +109,9 @@ void register_engine(py::module_& m) {
       .def("step", &Engine::step, py::call_guard<py::gil_scoped_release>(),
            "Runs one step; returns the requests that finished since the last call.")
       .def("abort", &Engine::abort, py::arg("request_id"))
+      .def("finish_request", &Engine::finish_request, py::arg("request_id"),
+           "Finishes a request with reason STOP (a stop string the caller found), frees its blocks "
+           "and returns its final output; None if the id is unknown.")
       .def("has_unfinished", &Engine::has_unfinished)
       .def_property_readonly("info", &Engine::info, py::return_value_policy::reference_internal)
       .def("stats", &Engine::stats);

@@ -8,6 +8,7 @@ unknown keywords raise TypeError, as any Python function would.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ _KWARG_DEFAULTS: dict[str, Any] = {
     "cpu_offload_gb": 0,
     "disable_custom_all_reduce": False,
     "generation_config": "auto",
+    "override_generation_config": None,
     "swap_space": None,
     "max_seq_len_to_capture": None,
     "compilation_config": None,
@@ -129,8 +131,12 @@ class EngineArgs:
                 raise ValueError(f"{name}={x[name]!r} is not supported yet by octavo (accepted: {list(allowed)})")
         if not isinstance(x["max_logprobs"], int) or x["max_logprobs"] < 0:
             raise ValueError(f"max_logprobs must be a non-negative integer, got {x['max_logprobs']!r}")
-        if x["generation_config"] not in ("auto", "vllm") and not isinstance(x["generation_config"], str):
+        if not isinstance(x["generation_config"], (str, os.PathLike)) or not x["generation_config"]:
             raise ValueError(f"generation_config must be 'auto', 'vllm' or a folder, got {x['generation_config']!r}")
+        x["generation_config"] = os.fspath(x["generation_config"])
+        if x["override_generation_config"] is not None and not isinstance(x["override_generation_config"], dict):
+            raise TypeError("override_generation_config must be a dict of generation_config.json values, got "
+                            f"{type(x['override_generation_config']).__name__}")
 
     def resolved_device(self, native) -> str:
         if self.device != "auto":

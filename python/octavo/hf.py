@@ -184,12 +184,51 @@ def load_hf_config(
     )
 
 
-def load_generation_config(model_dir: str | os.PathLike) -> dict[str, Any]:
+def load_generation_config(model_dir: str | os.PathLike, *, required: bool = False) -> dict[str, Any]:
     """Reads model_dir/generation_config.json; {} if there is none.
 
+    required: the folder was named by the user (generation_config=<folder>), so a folder
+    that does not exist raises FileNotFoundError (an OSError) naming it.
     Raises ValueError if the file exists but is not a JSON object.
     """
+    if required and not os.path.isdir(model_dir):
+        raise FileNotFoundError(
+            f"generation_config={os.fspath(model_dir)!r} is not a folder: pass 'auto', 'vllm' or a folder "
+            "holding generation_config.json")
     path = Path(model_dir) / "generation_config.json"
     if not path.is_file():
         return {}
     return _read_json_object(path)
+
+
+# generation_config.json keys vLLM takes sampling defaults from, and their SamplingParams names.
+_SAMPLING_DEFAULT_KEYS = {
+    "repetition_penalty": "repetition_penalty",
+    "temperature": "temperature",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "min_p": "min_p",
+    "max_new_tokens": "max_tokens",
+}
+
+
+def default_sampling_values(generation_config: dict[str, Any],
+                            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The SamplingParams defaults a generation config gives, as vLLM's get_diff_sampling_param.
+
+    Only values that differ from transformers' GenerationConfig defaults count (vLLM reads
+    the file through GenerationConfig.to_diff_dict); `overrides` (override_generation_config)
+    then update them. Returns {SamplingParams name: value} for the keys that are set.
+    """
+    config = dict(generation_config)
+    if config:
+        try:
+            from transformers import GenerationConfig
+        except ImportError:
+            hf_defaults: dict[str, Any] = {}
+        else:
+            hf_defaults = GenerationConfig().to_dict()
+        config = {k: v for k, v in config.items() if k not in hf_defaults or hf_defaults[k] != v}
+    config.update(overrides or {})
+    return {ours: config[theirs] for theirs, ours in _SAMPLING_DEFAULT_KEYS.items()
+            if config.get(theirs) is not None}

@@ -8,9 +8,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from octavo import chat as chat_utils
 from octavo._native import _C
+from octavo.detokenizer import StopStringChecker, batch_decode
 from octavo.engine_args import EngineArgs
-from octavo.hf import load_generation_config, load_hf_config, resolve_model_path
+from octavo.hf import default_sampling_values, load_generation_config, load_hf_config, resolve_model_path
 from octavo.outputs import CompletionOutput, Logprob, RequestOutput
 from octavo.sampling_params import SamplingParams
 
@@ -24,7 +26,6 @@ _FINISH_REASONS = {
 
 # SamplingParams features that arrive in later work; refused rather than ignored.
 _NOT_YET = {
-    "stop": "stop strings",
     "bad_words": "bad_words",
     "logit_bias": "logit_bias",
     "allowed_token_ids": "allowed_token_ids",
@@ -83,13 +84,14 @@ class LLM:
                                        weights=args.option("load_format") != "dummy")
         self._model_dir = model_dir
         hf_config = load_hf_config(model_dir, hf_overrides)
+        # vLLM reads EOS ids from the generation config whatever the mode; "vllm" drops only
+        # its sampling defaults.
         generation_config = args.option("generation_config")
-        if generation_config == "vllm":
-            self._generation_config: dict[str, Any] = {}
-        elif generation_config == "auto":
-            self._generation_config = load_generation_config(model_dir)
-        else:
-            self._generation_config = load_generation_config(generation_config)
+        source = model_dir if generation_config in ("auto", "vllm") else generation_config
+        self._generation_config = load_generation_config(source, required=generation_config not in ("auto", "vllm"))
+        self._default_sampling = default_sampling_values(
+            {} if generation_config == "vllm" else self._generation_config,
+            args.option("override_generation_config"))
 
         self._tokenizer = None if skip_tokenizer_init else self._load_tokenizer(args, model_dir)
         eos = self._eos_token_ids(hf_config)
@@ -102,6 +104,7 @@ class LLM:
         # the native outputs of those that finished, kept until wait_for_completion/generate.
         self._pending: dict[int, tuple[str | None, list[int], SamplingParams]] = {}
         self._finished: dict[int, Any] = {}
+        self._checkers: dict[int, StopStringChecker] = {}  # requests with stop strings
         self.llm_engine = LLMEngine(self)
 
     # ---- set-up helpers ---------------------------------------------------------------
@@ -111,9 +114,10 @@ class LLM:
 
         source = args.tokenizer or model_dir
         try:
+            # Left truncation, as vLLM's generate runner: truncate_prompt_tokens keeps the end.
             return AutoTokenizer.from_pretrained(
                 source, revision=args.tokenizer_revision, trust_remote_code=args.trust_remote_code,
-                use_fast=args.tokenizer_mode != "slow", token=args.hf_token)
+                use_fast=args.tokenizer_mode != "slow", token=args.hf_token, truncation_side="left")
         except (OSError, ValueError) as e:
             raise OSError(f"could not load the tokenizer from {source!r}: {e}") from e
 
@@ -135,12 +139,16 @@ class LLM:
         self._tokenizer = tokenizer
 
     def get_default_sampling_params(self) -> SamplingParams:
-        """SamplingParams with the model's generation_config.json defaults, as vLLM."""
-        names = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
-                 "repetition_penalty": "repetition_penalty", "max_new_tokens": "max_tokens"}
-        overrides = {ours: self._generation_config[theirs] for theirs, ours in names.items()
-                     if self._generation_config.get(theirs) is not None}
-        return SamplingParams(**overrides)
+        """The SamplingParams used when none are given, as vLLM.
+
+        generation_config="auto" (the default) or a folder: the temperature, top_p, top_k,
+        min_p, repetition_penalty and max_new_tokens (as max_tokens) of its
+        generation_config.json that differ from transformers' defaults, over vLLM's own
+        defaults; "vllm": vLLM's defaults only. override_generation_config applies last.
+        """
+        if self._default_sampling:
+            return SamplingParams.from_optional(**self._default_sampling)
+        return SamplingParams()
 
     def generate(
         self,
@@ -190,6 +198,49 @@ class LLM:
         (aborted requests have none)."""
         return self._run_engine(use_tqdm)
 
+    def chat(
+        self,
+        messages: list[dict[str, Any]] | list[list[dict[str, Any]]],
+        sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
+        use_tqdm: bool = True,
+        lora_request: Any = None,
+        chat_template: str | None = None,
+        chat_template_content_format: str = "auto",
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
+        tools: list[dict[str, Any]] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> list[RequestOutput]:
+        """Generates replies to one conversation or a list of them, as vLLM's LLM.chat.
+
+        Each conversation (a list of {"role", "content"} dicts; content a str or a list of
+        {"type": "text", "text": ...} parts) is rendered with chat_template, or else the
+        tokenizer's, tokenized without adding special tokens, and generated from as a token
+        prompt (so RequestOutput.prompt is None, as in vLLM). tools and chat_template_kwargs
+        reach the template. Raises ValueError with continue_final_message and
+        add_generation_prompt both True, without a chat template, for a content part other
+        than text, or when the template fails; all before any request runs.
+        """
+        if lora_request is not None:
+            raise ValueError("lora_request is not supported yet by octavo")
+        if continue_final_message and add_generation_prompt:
+            raise ValueError("continue_final_message=True and add_generation_prompt=True cannot be used "
+                             "together: continue the final message, or start a new one")
+        if self._tokenizer is None:
+            raise ValueError("LLM.chat needs a tokenizer: skip_tokenizer_init=True takes only token prompts")
+        conversations = chat_utils.split_conversations(messages)
+        template = chat_utils.resolve_chat_template(self._tokenizer, chat_template, tools)
+        content_format = chat_utils.resolve_content_format(template, chat_template_content_format)
+        prompts: list[PromptType] = []
+        for conversation in conversations:
+            parsed = chat_utils.parse_conversation(conversation, content_format)
+            ids = chat_utils.render_prompt_ids(
+                self._tokenizer, parsed, template, add_generation_prompt=add_generation_prompt,
+                continue_final_message=continue_final_message, tools=tools,
+                chat_template_kwargs=chat_template_kwargs)
+            prompts.append({"prompt_token_ids": ids})
+        return self.generate(prompts, sampling_params, use_tqdm=use_tqdm)
+
     # ---- generate() in pieces ---------------------------------------------------------
     def _add_requests(self, prompts: Any, sampling_params: Any, lora_request: Any, priority: Any,
                       tokenization_kwargs: dict[str, Any] | None, use_tqdm: bool = False) -> list[int]:
@@ -217,6 +268,8 @@ class LLM:
             self._drain_aborted()
             raise
         self._pending.update(zip(ids, requests))
+        # Only requests with stop strings are detokenized as they run.
+        self._checkers.update({rid: self._stop_checker(sp) for rid, (_, _, sp) in zip(ids, requests) if sp.stop})
         return ids
 
     def _normalize_priority(self, priority: Any, n: int) -> list[int]:
@@ -265,6 +318,12 @@ class LLM:
 
     def _prepare(self, prompt: PromptType, sp: SamplingParams,
                  tokenization_kwargs: dict[str, Any] | None) -> tuple[str | None, list[int], SamplingParams]:
+        self._check_supported(sp)
+        keep = self._truncation_size(sp.truncate_prompt_tokens)
+        if keep is not None:
+            # Text is truncated by the tokenizer (from the left: special tokens it adds stay),
+            # token ids by keeping the last `keep`, as vLLM does.
+            tokenization_kwargs = {**(tokenization_kwargs or {}), "truncation": True, "max_length": keep}
         text: str | None
         if isinstance(prompt, str):
             text, ids = prompt, self._encode(prompt, tokenization_kwargs)
@@ -273,14 +332,13 @@ class LLM:
             ids = list(prompt["prompt_token_ids"])
             if not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
                 raise TypeError("prompt_token_ids must be a list of ints")
+            if keep is not None:
+                ids = ids[-keep:]
         elif "prompt" in prompt:
             text = prompt["prompt"]
             ids = self._encode(text, tokenization_kwargs)
         else:
             raise ValueError(f"a dict prompt needs 'prompt' or 'prompt_token_ids', got keys {sorted(prompt)}")
-        self._check_supported(sp)
-        if sp.truncate_prompt_tokens is not None and sp.truncate_prompt_tokens > 0:
-            ids = ids[-sp.truncate_prompt_tokens:]
         if not ids:
             raise ValueError("The decoder prompt cannot be empty")
         vocab = self._info.vocab_size
@@ -298,18 +356,31 @@ class LLM:
                 f"{self._args.option('max_logprobs')}")
         return text, ids, sp
 
+    def _truncation_size(self, truncate_prompt_tokens: int | None) -> int | None:
+        """How many prompt tokens to keep (None: all); -1 means max_model_len, as vLLM."""
+        if truncate_prompt_tokens is None:
+            return None
+        limit = self._info.max_model_len
+        keep = limit if truncate_prompt_tokens <= -1 else truncate_prompt_tokens
+        if keep > limit:
+            raise ValueError(f"truncate_prompt_tokens value ({keep}) is greater than max_model_len ({limit}). "
+                             "Please, select a smaller truncation size.")
+        return keep
+
     def _encode(self, text: str, tokenization_kwargs: dict[str, Any] | None) -> list[int]:
         if self._tokenizer is None:
             raise ValueError("text prompts need a tokenizer: skip_tokenizer_init=True accepts only prompt_token_ids")
         return list(self._tokenizer.encode(text, **(tokenization_kwargs or {})))
 
-    @staticmethod
-    def _check_supported(sp: SamplingParams) -> None:
+    def _check_supported(self, sp: SamplingParams) -> None:
         if sp.n != 1 or (sp.best_of is not None and sp.best_of != 1):
             raise ValueError(f"n={sp.n} (best_of={sp.best_of}) is not supported yet by octavo: use n=1")
         for name, what in _NOT_YET.items():
             if getattr(sp, name, None):
                 raise ValueError(f"{what} ({name}={getattr(sp, name)!r}) are not supported yet by octavo")
+        if sp.stop and self._tokenizer is None:
+            raise ValueError(f"stop strings (stop={sp.stop!r}) need a tokenizer to find them in the text; "
+                             "this LLM has skip_tokenizer_init=True")
 
     def _native_params(self, sp: SamplingParams, prompt_len: int):
         p = _C.SamplingParams()
@@ -326,6 +397,8 @@ class LLM:
         p.min_tokens = sp.min_tokens
         p.ignore_eos = sp.ignore_eos
         p.stop_token_ids = list(sp.stop_token_ids or [])
+        # Stop strings are found in the text, here: the engine reports these requests' tokens.
+        p.report_new_tokens = bool(sp.stop)
         if sp.logprobs is None:
             p.logprobs = -1
         else:
@@ -333,9 +406,16 @@ class LLM:
         return p
 
     def _collect(self, natives) -> int:
-        """Keeps the outputs of requests still pending; returns how many finished."""
+        """Keeps the outputs of requests still pending; returns how many finished. Requests with
+        stop strings report each step's tokens (unfinished outputs) to their checker, which
+        ends them when a stop string appears."""
         n = 0
         for out in natives:
+            checker = self._checkers.get(out.request_id)
+            if checker is not None:
+                out = self._check_stop_strings(checker, out)
+            if out is None or not out.finished:
+                continue
             if out.request_id in self._pending and out.finish_reason != _C.FinishReason.ABORT:
                 self._finished[out.request_id] = out
                 n += 1
@@ -350,10 +430,10 @@ class LLM:
         output_tokens = 0
         try:
             while self._engine.has_unfinished():
-                natives = self._engine.step()
-                done = self._collect(natives)
+                before = len(self._finished)
+                done = self._collect(self._engine.step())
                 if bar is not None and done:
-                    output_tokens += sum(len(o.token_ids) for o in natives if o.request_id in self._finished)
+                    output_tokens += sum(len(o.token_ids) for o in list(self._finished.values())[before:])
                     elapsed = max(time.perf_counter() - start, 1e-9)
                     bar.set_postfix_str(
                         f"est. speed input: {prompt_tokens / elapsed:.2f} toks/s, "
@@ -364,17 +444,30 @@ class LLM:
                 if rid not in self._finished:
                     self._engine.abort(rid)
             self._pending = {rid: r for rid, r in self._pending.items() if rid in self._finished}
+            self._checkers = {rid: c for rid, c in self._checkers.items() if rid in self._pending}
             self._drain_aborted()
             raise
         finally:
             if bar is not None:
                 bar.close()
         ids = sorted(rid for rid in self._pending if rid in self._finished)
-        outputs = self._make_outputs(ids, [self._pending[rid] for rid in ids], self._finished)
+        checkers = {rid: self._checkers.pop(rid) for rid in ids if rid in self._checkers}
+        outputs = self._make_outputs(ids, [self._pending[rid] for rid in ids], self._finished, checkers)
         for rid in ids:
             del self._pending[rid]
             del self._finished[rid]
         return outputs
+
+    def _stop_checker(self, sp: SamplingParams) -> StopStringChecker:
+        return StopStringChecker(self._tokenizer, sp.stop, sp.include_stop_str_in_output, sp.min_tokens,
+                                 sp.skip_special_tokens, sp.spaces_between_special_tokens)
+
+    def _check_stop_strings(self, checker: StopStringChecker, out):
+        """Feeds a step's tokens to the request's stop strings; ends it on a match."""
+        stopped_by_token = out.finished and out.finish_reason == _C.FinishReason.STOP
+        if checker.update(out.new_token_ids, stopped_by_token) is not None and not out.finished:
+            out = self._engine.finish_request(out.request_id)
+        return out
 
     def _drain_aborted(self) -> None:
         """Steps until the engine is idle, so aborted requests are flushed out of it; requests
@@ -390,22 +483,32 @@ class LLM:
                 continue  # not one of ours: vLLM ignores unknown ids too
             if self._pending.pop(rid, None) is not None:
                 self._finished.pop(rid, None)
+                self._checkers.pop(rid, None)
                 self._engine.abort(rid)
 
-    def _make_outputs(self, ids: list[int], requests, finished: dict[int, Any]) -> list[RequestOutput]:
-        texts = self._decode_all([finished[rid] for rid in ids], [r[2] for r in requests])
+    def _make_outputs(self, ids: list[int], requests, finished: dict[int, Any],
+                      checkers: dict[int, StopStringChecker]) -> list[RequestOutput]:
+        natives = [finished[rid] for rid in ids]
+        texts = self._decode_all(natives, [r[2] for r in requests])
+        token_text = self._token_text_table(natives, [r[2] for r in requests])
         outputs = []
-        for rid, (prompt_text, prompt_ids, sp), text in zip(ids, requests, texts):
-            native = finished[rid]
-            logprobs = self._logprobs(native) if sp.logprobs is not None else None
+        for rid, (prompt_text, prompt_ids, sp), native, text in zip(ids, requests, natives, texts):
+            finish_reason = _FINISH_REASONS.get(native.finish_reason)
+            stop_reason: int | str | None = native.stop_token_id
+            checker = checkers.get(rid)
+            if checker is not None and checker.stop_string is not None:
+                # A stop string ended it (it may also have hit a limit in the same step).
+                text, finish_reason, stop_reason = checker.text, "stop", checker.stop_string
+            logprobs = (self._logprobs(native, token_text if sp.detokenize else {})
+                        if sp.logprobs is not None else None)
             completion = CompletionOutput(
                 index=0,
                 text=text,
                 token_ids=list(native.token_ids),
                 cumulative_logprob=native.cumulative_logprob if sp.logprobs is not None else None,
                 logprobs=logprobs,
-                finish_reason=_FINISH_REASONS.get(native.finish_reason),
-                stop_reason=native.stop_token_id,
+                finish_reason=finish_reason,
+                stop_reason=stop_reason,
             )
             outputs.append(RequestOutput(
                 request_id=str(rid),
@@ -418,29 +521,55 @@ class LLM:
         return outputs
 
     def _decode_all(self, natives: list[Any], params: list[SamplingParams]) -> list[str]:
-        """Detokenizes every finished request at once, grouped by decoding options."""
+        """Detokenizes every finished request at once, grouped by decoding options.
+
+        As vLLM, the token that ended a request (EOS or a stop token id) is left out of its
+        text unless include_stop_str_in_output.
+        """
         texts = [""] * len(natives)
         if self._tokenizer is None:
             return texts
-        groups: dict[bool, list[int]] = {}
+        groups: dict[tuple[bool, bool], list[int]] = {}
         for i, sp in enumerate(params):
             if sp.detokenize:
-                groups.setdefault(sp.skip_special_tokens, []).append(i)
-        for skip, members in groups.items():
-            decoded = self._tokenizer.batch_decode([list(natives[i].token_ids) for i in members],
-                                                   skip_special_tokens=skip)
-            for i, text in zip(members, decoded):
+                groups.setdefault((sp.skip_special_tokens, sp.spaces_between_special_tokens), []).append(i)
+        for (skip, spaces), members in groups.items():
+            sequences = []
+            for i in members:
+                token_ids = list(natives[i].token_ids)
+                if natives[i].finish_reason == _C.FinishReason.STOP and not params[i].include_stop_str_in_output:
+                    token_ids = token_ids[:-1]
+                sequences.append(token_ids)
+            for i, text in zip(members, batch_decode(self._tokenizer, sequences, skip, spaces)):
                 texts[i] = text
         return texts
 
-    def _logprobs(self, native) -> list[dict[int, Logprob]]:
-        decode = (lambda t: self._tokenizer.decode([t])) if self._tokenizer is not None else (lambda t: None)
+    def _token_text_table(self, natives: list[Any], params: list[SamplingParams]) -> dict[int, str]:
+        """decoded_token for every token a logprob is reported for, one batch decode.
+
+        As vLLM: each token decoded alone, special tokens kept (a byte piece of a longer
+        character reads as U+FFFD); nothing for detokenize=False.
+        """
+        if self._tokenizer is None:
+            return {}
+        wanted: set[int] = set()
+        for native, sp in zip(natives, params):
+            if sp.logprobs is not None and sp.detokenize:
+                for lp in native.logprobs:
+                    wanted.add(lp.sampled_token)
+                    wanted.update(lp.top_tokens)
+        order = sorted(wanted)
+        return dict(zip(order, self._tokenizer.batch_decode([[t] for t in order])))
+
+    @staticmethod
+    def _logprobs(native, token_text: dict[int, str]) -> list[dict[int, Logprob]]:
         positions = []
         for lp in native.logprobs:
-            entry = {lp.sampled_token: Logprob(lp.sampled_logprob, lp.sampled_rank, decode(lp.sampled_token))}
+            entry = {lp.sampled_token: Logprob(lp.sampled_logprob, lp.sampled_rank,
+                                               token_text.get(lp.sampled_token))}
             for rank, (tok, value) in enumerate(zip(lp.top_tokens, lp.top_logprobs), start=1):
                 if tok not in entry:
-                    entry[tok] = Logprob(value, rank, decode(tok))
+                    entry[tok] = Logprob(value, rank, token_text.get(tok))
             positions.append(entry)
         return positions
 

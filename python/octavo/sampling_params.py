@@ -83,7 +83,7 @@ def _int_list(name: str, value: Any) -> list[int]:
 def _str_list(name: str, value: Any, *, dedupe: bool) -> list[str]:
     if isinstance(value, str):
         value = [value]
-    if isinstance(value, bytes) or not hasattr(value, "__iter__"):
+    if not isinstance(value, (list, tuple)):
         raise SamplingParamsTypeError(
             f"{name} must be a str or a list of str, got {value!r} of type "
             f"{type(value).__name__}"

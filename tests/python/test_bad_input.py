@@ -188,9 +188,51 @@ def test_n_above_one_raises_naming_n(llm, still_serves):
     still_serves()
 
 
-def test_stop_strings_raise_naming_them(llm, still_serves):
-    with pytest.raises(ValueError, match=r"stop.*'x'"):
-        llm.generate({"prompt_token_ids": PROBE}, SamplingParams(stop=["x"]), use_tqdm=False)
+@pytest.mark.parametrize("stop", ["", ["then", ""]])
+def test_empty_stop_string_raises(still_serves, stop):
+    with pytest.raises(ValueError, match="stop cannot contain an empty string"):
+        SamplingParams(stop=stop)
+    still_serves()
+
+
+@pytest.mark.parametrize("stop", [5, ["then", 3], b"then", {"then": 1}])
+def test_stop_of_wrong_type_raises_type_error(still_serves, stop):
+    with pytest.raises(TypeError, match="stop"):
+        SamplingParams(stop=stop)
+    still_serves()
+
+
+def test_stop_strings_without_detokenize_raise(still_serves):
+    with pytest.raises(ValueError, match="detokenize"):
+        SamplingParams(stop=["then"], detokenize=False)
+    still_serves()
+
+
+def test_stop_strings_without_a_tokenizer_raise_at_generate(model_dir):
+    from octavo import LLM
+
+    llm = LLM(model_dir, skip_tokenizer_init=True, kv_cache_memory_bytes=1 << 20)
+    with pytest.raises(ValueError, match="skip_tokenizer_init"):
+        llm.generate({"prompt_token_ids": PROBE}, SamplingParams(stop=["then"]), use_tqdm=False)
+    out = llm.generate({"prompt_token_ids": PROBE}, SamplingParams(temperature=0.0, max_tokens=2),
+                       use_tqdm=False)
+    assert len(out[0].outputs[0].token_ids) <= 2
+
+
+@pytest.mark.parametrize("value", [0, -2])
+def test_truncate_prompt_tokens_below_range_raises_at_construction(still_serves, value):
+    with pytest.raises(ValueError, match=rf"truncate_prompt_tokens.*{value}"):
+        SamplingParams(truncate_prompt_tokens=value)
+    still_serves()
+
+
+def test_truncate_prompt_tokens_above_max_model_len_raises_naming_both(llm, still_serves):
+    limit = llm._engine.info.max_model_len
+    steps_before = llm._engine.stats().num_steps
+    params = [SamplingParams(max_tokens=2), SamplingParams(max_tokens=2, truncate_prompt_tokens=limit + 1)]
+    with pytest.raises(ValueError, match=rf"\({limit + 1}\).*max_model_len \({limit}\)"):
+        llm.generate([{"prompt_token_ids": PROBE}, {"prompt_token_ids": PROBE}], params, use_tqdm=False)
+    assert llm._engine.stats().num_steps == steps_before
     still_serves()
 
 

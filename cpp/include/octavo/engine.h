@@ -1,6 +1,7 @@
 // The octavo engine: continuous batching over a paged KV cache, one model, one device.
 // Requests go in as token ids with SamplingParams; step() runs one scheduler step and
-// returns the requests that finished in it. Everything here throws octavo::Error
+// returns the requests that finished in it (and, for requests with report_new_tokens, the
+// tokens each gained). Everything here throws octavo::Error
 // subclasses (errors.h) on bad input, before any work starts.
 #pragma once
 
@@ -62,6 +63,9 @@ struct RequestOutput {
   double cumulative_logprob = 0.0;        // sum of sampled tokens' raw logprobs, when requested
   FinishReason finish_reason = FinishReason::kNone;
   std::optional<int32_t> stop_token_id;   // the stop id (not EOS) that ended it
+  // With SamplingParams::report_new_tokens: the tokens generated since the request's
+  // previous output. An unfinished output carries only these (token_ids stays empty).
+  std::vector<int32_t> new_token_ids;
   bool finished = false;
 };
 
@@ -107,8 +111,16 @@ class Engine {
   void add_request(uint64_t request_id, std::vector<int32_t> prompt_token_ids,
                    const SamplingParams& params, int64_t priority = 0);
 
-  // One scheduler step; returns the requests that finished (or were aborted) since the last call.
+  // One scheduler step; returns the requests that finished (or were aborted) since the last
+  // call, and an unfinished output (finished == false, new_token_ids only) for each request
+  // with report_new_tokens that gained a token in this step.
   std::vector<RequestOutput> step();
+
+  // Ends a request for a stop condition the caller found (a stop string): it finishes with
+  // FinishReason::kStop and no stop_token_id, its blocks return to the pool at once, and
+  // its final output is returned here (step() does not report it again). std::nullopt if
+  // the id is unknown (finished already, say).
+  std::optional<RequestOutput> finish_request(uint64_t request_id);
 
   // Removes a queued or running request and frees its blocks; step() reports it with kAbort.
   // Returns false if the id is unknown (already finished, say).

@@ -22,6 +22,10 @@ struct SamplingParams {
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;
   int32_t logprobs = -1;            // -1: none; N >= 0: sampled token plus top N
+  // The caller checks a stop condition of its own on this request's tokens (stop strings,
+  // found by detokenizing): step() reports the request every step it gains a token, not
+  // only when it finishes, and Engine::finish_request ends it.
+  bool report_new_tokens = false;
 
   // Throws InvalidArgument naming the field, its value and the allowed range.
   void validate(int32_t vocab_size, int32_t max_logprobs) const;

@@ -92,6 +92,7 @@ class Engine::Impl {
   void add_request(uint64_t id, std::vector<int32_t> prompt, const SamplingParams& params, int64_t priority);
   std::vector<RequestOutput> step();
   bool abort(uint64_t id);
+  std::optional<RequestOutput> finish_request(uint64_t id);
   bool has_unfinished() const { return scheduler_->has_unfinished() || !pending_outputs_.empty(); }
   EngineStats stats() const;
 
@@ -330,8 +331,14 @@ std::vector<RequestOutput> Engine::Impl::step() {
       r.status = RequestStatus::kFinished;
       scheduler_->finish(&r);
       outputs.push_back(make_output(r));
+      if (r.params.report_new_tokens) outputs.back().new_token_ids.push_back(samples[i].token);
       const uint64_t id = r.id;
       requests_.erase(id);
+    } else if (r.params.report_new_tokens) {
+      RequestOutput partial;
+      partial.request_id = r.id;
+      partial.new_token_ids.push_back(samples[i].token);
+      outputs.push_back(std::move(partial));
     }
   }
   return outputs;
@@ -347,6 +354,18 @@ bool Engine::Impl::abort(uint64_t id) {
   pending_outputs_.push_back(make_output(r));
   requests_.erase(it);
   return true;
+}
+
+std::optional<RequestOutput> Engine::Impl::finish_request(uint64_t id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return std::nullopt;
+  Request& r = *it->second;
+  scheduler_->abort(id);
+  r.finish_reason = FinishReason::kStop;
+  r.status = RequestStatus::kFinished;
+  RequestOutput out = make_output(r);
+  requests_.erase(it);
+  return out;
 }
 
 EngineStats Engine::Impl::stats() const {
@@ -366,6 +385,7 @@ void Engine::add_request(uint64_t request_id, std::vector<int32_t> prompt_token_
 }
 std::vector<RequestOutput> Engine::step() { return impl_->step(); }
 bool Engine::abort(uint64_t request_id) { return impl_->abort(request_id); }
+std::optional<RequestOutput> Engine::finish_request(uint64_t request_id) { return impl_->finish_request(request_id); }
 bool Engine::has_unfinished() const { return impl_->has_unfinished(); }
 const EngineInfo& Engine::info() const { return impl_->info; }
 EngineStats Engine::stats() const { return impl_->stats(); }
