@@ -64,6 +64,8 @@ TEST(DummyWeightsTest, LoadWeightsGivesEveryBufferTheSizeTheConfigCallsFor) {
     EXPECT_EQ(w.lm_head.bytes(), tied ? 0u : 96u * 32 * f);
     const int64_t per_layer = 32 + 64 * 32 + 64 + 32 * 32 + 32 + 2 * 48 * 32 + 32 * 48;
     EXPECT_EQ(w.bytes, static_cast<int64_t>(f) * (96 * 32 * (tied ? 1 : 2) + 2 * per_layer + 32));
+    // The memory plan's count, made before loading, is what loading stores.
+    EXPECT_EQ(count_weight_elements(c) * static_cast<int64_t>(f), w.bytes);
 
     // Every value, norms and biases included, lies in vLLM's dummy range, and none is zero
     // (an unfilled buffer would be).

@@ -143,3 +143,17 @@ def test_decode_graphs_give_the_same_outputs_as_eager_steps(make_model, prompts,
     if dtype == "float32":
         greedy_outs = graphs.generate(token_prompts(prompts), greedy(), use_tqdm=False)
         assert [o.outputs[0].token_ids for o in greedy_outs] == hf_greedy(model, prompts, 16)
+
+
+def test_weights_that_cannot_fit_raise_before_loading(tmp_path):
+    """A Llama-3-8B shape (16 GB in bf16) under gpu_memory_utilization=0.1 of an 80 GB card."""
+    import json
+
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 128256,
+              "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+              "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192,
+              "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "torch_dtype": "bfloat16"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"weights \(15 GiB in bfloat16\) do not fit in gpu_memory_utilization"):
+        LLM(str(tmp_path), device="cuda", load_format="dummy", skip_tokenizer_init=True, dtype="bfloat16",
+            gpu_memory_utilization=0.1, max_model_len=2048)

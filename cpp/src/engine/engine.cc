@@ -15,6 +15,7 @@
 #include "model/decoder.h"
 #include "model/model_config.h"
 #include "model/weight_source.h"
+#include "model/weights.h"
 #include "octavo/errors.h"
 #include "sampling/sampler.h"
 #include "scheduler/scheduler.h"
@@ -99,6 +100,10 @@ class Engine::Impl {
   EngineInfo info;
 
  private:
+  // Throws InvalidArgument when the weights cannot fit in the device share the user allows.
+  void check_weights_fit(const ModelConfig& mc) const;
+  // One forward of the largest step (on devices only), before the KV cache is planned.
+  void profile_largest_step(int32_t budget, int32_t max_model_len, int32_t block_size);
   // Appends the sampled token and decides whether the request is done.
   void append_token(Request& r, const SampleResult& sample);
   RequestOutput make_output(Request& r) const;
@@ -151,6 +156,7 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
   const LoadFormat load_format = parse_load_format(config_.load_format);
 
   backend_ = make_backend(config_, mc);
+  check_weights_fit(mc);
   {
     // Scoped: the safetensors mappings are released once the weights are on the backend.
     std::unique_ptr<WeightSource> source =
@@ -159,9 +165,13 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
                                             config_.max_num_seqs, max_model_len);
   }
 
-  // Memory plan: the KV cache takes what the user gave, or what the backend plans.
+  // Memory plan: the KV cache takes what the user gave, or what the backend plans once a
+  // forward of the largest step has run (on a device, so that whatever the libraries
+  // allocate on first use is counted).
   const int32_t block_size = config_.block_size;
   const int32_t blocks_per_seq = (max_model_len + block_size - 1) / block_size;
+  step_inputs_ = std::make_unique<StepInputs>(*backend_, budget, config_.max_num_seqs, blocks_per_seq);
+  profile_largest_step(budget, max_model_len, block_size);
   const int64_t bytes_per_block = model_->kv_bytes_per_block(block_size);
   const int64_t kv_bytes = config_.kv_cache_memory_bytes > 0
                                ? config_.kv_cache_memory_bytes
@@ -192,7 +202,6 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
     if (id < 0 || id >= mc.vocab_size) throw InvalidArgument("EOS token id " + std::to_string(id) + " is outside the vocabulary");
   }
   sampler_ = std::make_unique<Sampler>(*backend_, eos);
-  step_inputs_ = std::make_unique<StepInputs>(*backend_, budget, config_.max_num_seqs, blocks_per_seq);
   if (!config_.enforce_eager) {
     decode_graphs_ = std::make_unique<DecodeGraphs>(*backend_, *model_, kv_cache_, *step_inputs_,
                                                     config_.max_num_seqs, max_model_len);
@@ -225,6 +234,30 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
          << gib(info.decode_graph_bytes) << ")";
   }
   log_info(line.str());
+}
+
+void Engine::Impl::check_weights_fit(const ModelConfig& mc) const {
+  int64_t used = 0, total = 0;
+  backend_->memory_info(used, total);
+  if (total <= 0) return;  // host memory: the allocation itself reports a shortage
+  const int64_t need = count_weight_elements(mc) * static_cast<int64_t>(dtype_size(backend_->compute_dtype()));
+  const double allowed = config_.gpu_memory_utilization * static_cast<double>(total) - static_cast<double>(used);
+  if (static_cast<double>(need) > allowed) {
+    throw InvalidArgument("the model's weights (" + gib(need) + " in " + dtype_name(backend_->compute_dtype()) +
+                          ") do not fit in gpu_memory_utilization " + std::to_string(config_.gpu_memory_utilization) +
+                          " x " + gib(total) + " of device memory with " + gib(used) +
+                          " already in use; raise gpu_memory_utilization or use a smaller dtype or model");
+  }
+}
+
+void Engine::Impl::profile_largest_step(int32_t budget, int32_t max_model_len, int32_t block_size) {
+  int64_t used = 0, total = 0;
+  backend_->memory_info(used, total);
+  if (total <= 0 || config_.kv_cache_memory_bytes > 0) return;
+  const int64_t tokens = std::min<int64_t>(budget, static_cast<int64_t>(config_.max_num_seqs) * max_model_len);
+  KVCache scratch = model_->allocate_kv_cache(1, block_size);
+  model_->forward(step_inputs_->profile(static_cast<int32_t>(tokens), max_model_len), scratch);
+  backend_->synchronize();
 }
 
 void Engine::Impl::add_request(uint64_t id, std::vector<int32_t> prompt, const SamplingParams& params,

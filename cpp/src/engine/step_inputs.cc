@@ -30,6 +30,32 @@ class Packer {
   size_t capacity_;
   size_t used_ = 0;
 };
+
+// Where each array sits in a staging area (the same offsets on the device).
+struct Offsets {
+  size_t tokens, positions, slots, query_start, seq_lens, tables, logit_rows;
+};
+
+ForwardInputs inputs_at(const void* device_base, const Offsets& o, int32_t num_tokens, int32_t num_seqs,
+                        int32_t blocks_per_seq, int32_t max_query_len, int32_t max_seq_len,
+                        int32_t num_logit_rows) {
+  const char* base = static_cast<const char*>(device_base);
+  ForwardInputs in;
+  in.num_tokens = num_tokens;
+  in.token_ids = reinterpret_cast<const int32_t*>(base + o.tokens);
+  in.positions = reinterpret_cast<const int32_t*>(base + o.positions);
+  in.slot_mapping = reinterpret_cast<const int64_t*>(base + o.slots);
+  in.attention.num_seqs = num_seqs;
+  in.attention.query_start_loc = reinterpret_cast<const int32_t*>(base + o.query_start);
+  in.attention.seq_lens = reinterpret_cast<const int32_t*>(base + o.seq_lens);
+  in.attention.block_tables = reinterpret_cast<const int32_t*>(base + o.tables);
+  in.attention.max_blocks_per_seq = blocks_per_seq;
+  in.attention.max_query_len = max_query_len;
+  in.attention.max_seq_len = max_seq_len;
+  in.num_logit_rows = num_logit_rows;
+  in.logit_indices = reinterpret_cast<const int32_t*>(base + o.logit_rows);
+  return in;
+}
 }  // namespace
 
 StepInputs::StepInputs(Backend& backend, int32_t max_num_tokens, int32_t max_num_seqs,
@@ -97,22 +123,43 @@ ForwardInputs StepInputs::build(const SchedulerOutput& out, const KVCacheManager
   query_start[num_seqs] = t;
 
   backend_.copy_to_device(device_.data(), staging_.data(), packer.used());
-  const char* base = static_cast<const char*>(device_.data());
-  ForwardInputs in;
-  in.num_tokens = num_tokens;
-  in.token_ids = reinterpret_cast<const int32_t*>(base + o_tokens);
-  in.positions = reinterpret_cast<const int32_t*>(base + o_positions);
-  in.slot_mapping = reinterpret_cast<const int64_t*>(base + o_slots);
-  in.attention.num_seqs = num_seqs;
-  in.attention.query_start_loc = reinterpret_cast<const int32_t*>(base + o_qsl);
-  in.attention.seq_lens = reinterpret_cast<const int32_t*>(base + o_lens);
-  in.attention.block_tables = reinterpret_cast<const int32_t*>(base + o_tables);
-  in.attention.max_blocks_per_seq = blocks_per_seq;
-  in.attention.max_query_len = max_query;
-  in.attention.max_seq_len = max_seq;
-  in.num_logit_rows = static_cast<int32_t>(sampling_rows.size());
-  in.logit_indices = reinterpret_cast<const int32_t*>(base + o_logits);
-  return in;
+  return inputs_at(device_.data(), {o_tokens, o_positions, o_slots, o_qsl, o_lens, o_tables, o_logits}, num_tokens,
+                   num_seqs, blocks_per_seq, max_query, max_seq, static_cast<int32_t>(sampling_rows.size()));
+}
+
+ForwardInputs StepInputs::profile(int32_t num_tokens, int32_t max_seq_len) {
+  const int32_t num_seqs = (num_tokens + max_seq_len - 1) / max_seq_len;
+  if (num_tokens <= 0 || num_tokens > max_num_tokens_ || num_seqs > max_num_seqs_) {
+    throw Error("StepInputs: profile step too large");
+  }
+  const int32_t blocks_per_seq = max_blocks_per_seq_;
+  Packer packer(static_cast<char*>(staging_.data()), staging_bytes_);
+  size_t o_tokens, o_positions, o_slots, o_qsl, o_lens, o_tables, o_logits;
+  int32_t* tokens = packer.take<int32_t>(num_tokens, o_tokens);
+  int32_t* positions = packer.take<int32_t>(num_tokens, o_positions);
+  int64_t* slots = packer.take<int64_t>(num_tokens, o_slots);
+  int32_t* query_start = packer.take<int32_t>(num_seqs + 1, o_qsl);
+  int32_t* seq_lens = packer.take<int32_t>(num_seqs, o_lens);
+  int32_t* tables = packer.take<int32_t>(static_cast<size_t>(num_seqs) * blocks_per_seq, o_tables);
+  int32_t* logit_rows = packer.take<int32_t>(num_seqs, o_logits);
+  std::fill(tables, tables + static_cast<size_t>(num_seqs) * blocks_per_seq, 0);
+  int32_t t = 0, max_query = 0;
+  for (int32_t i = 0; i < num_seqs; ++i) {
+    const int32_t n = std::min(max_seq_len, num_tokens - t);
+    query_start[i] = t;
+    for (int32_t j = 0; j < n; ++j, ++t) {
+      tokens[t] = 0;
+      positions[t] = j;
+      slots[t] = -1;
+    }
+    seq_lens[i] = n;
+    logit_rows[i] = t - 1;
+    max_query = std::max(max_query, n);
+  }
+  query_start[num_seqs] = t;
+  backend_.copy_to_device(device_.data(), staging_.data(), packer.used());
+  return inputs_at(device_.data(), {o_tokens, o_positions, o_slots, o_qsl, o_lens, o_tables, o_logits}, num_tokens,
+                   num_seqs, blocks_per_seq, max_query, max_query, num_seqs);
 }
 
 void StepInputs::enable_graph_inputs(int32_t max_graph_rows, int32_t max_model_len) {
@@ -142,22 +189,8 @@ int32_t* StepInputs::graph_field(size_t offset) const {
 }
 
 ForwardInputs StepInputs::graph_inputs(int32_t padded_rows) const {
-  const char* base = static_cast<const char*>(graph_device_.data());
-  ForwardInputs in;
-  in.num_tokens = padded_rows;
-  in.token_ids = reinterpret_cast<const int32_t*>(base + g_tokens_);
-  in.positions = reinterpret_cast<const int32_t*>(base + g_positions_);
-  in.slot_mapping = reinterpret_cast<const int64_t*>(base + g_slots_);
-  in.attention.num_seqs = padded_rows;
-  in.attention.query_start_loc = reinterpret_cast<const int32_t*>(base + g_qsl_);
-  in.attention.seq_lens = reinterpret_cast<const int32_t*>(base + g_lens_);
-  in.attention.block_tables = reinterpret_cast<const int32_t*>(base + g_tables_);
-  in.attention.max_blocks_per_seq = max_blocks_per_seq_;
-  in.attention.max_query_len = 1;
-  in.attention.max_seq_len = graph_max_seq_len_;
-  in.num_logit_rows = padded_rows;
-  in.logit_indices = reinterpret_cast<const int32_t*>(base + g_logits_);
-  return in;
+  return inputs_at(graph_device_.data(), {g_tokens_, g_positions_, g_slots_, g_qsl_, g_lens_, g_tables_, g_logits_},
+                   padded_rows, padded_rows, max_blocks_per_seq_, 1, graph_max_seq_len_, padded_rows);
 }
 
 ForwardInputs StepInputs::build_graph_decode(const SchedulerOutput& out, const KVCacheManager& kv_cache,

@@ -24,6 +24,11 @@ class StepInputs {
   ForwardInputs build(const SchedulerOutput& scheduled, const KVCacheManager& kv_cache,
                       std::vector<const Request*>& sampling_rows);
 
+  // A step of num_tokens prompt tokens in rows of at most max_seq_len, for the start-up
+  // profiling forward: no KV is written (slots -1), every block table entry is block 0, and
+  // each row's last token needs logits.
+  ForwardInputs profile(int32_t num_tokens, int32_t max_seq_len);
+
   // Decode steps replayed from a CUDA graph read their inputs from a second area whose
   // layout is fixed for up to max_graph_rows rows, so every replay finds them where the
   // capture saw them. A step of n decode rows is padded to `padded_rows`: padding rows

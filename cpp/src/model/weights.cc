@@ -65,6 +65,20 @@ Buffer load_stacked(const WeightSource& source, Backend& backend, const std::vec
 
 }  // namespace
 
+int64_t count_weight_elements(const ModelConfig& c) {
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_size = static_cast<int64_t>(c.num_heads) * c.head_dim;
+  const int64_t kv_size = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
+  int64_t per_layer = 2 * hidden                                    // input and post norms
+                      + (q_size + 2 * kv_size) * hidden             // qkv
+                      + hidden * q_size                             // o_proj
+                      + 3 * static_cast<int64_t>(c.intermediate_size) * hidden;  // gate, up, down
+  if (c.qkv_bias) per_layer += q_size + 2 * kv_size;
+  if (c.qk_norm) per_layer += 2 * static_cast<int64_t>(c.head_dim);
+  const int64_t table = static_cast<int64_t>(c.vocab_size) * hidden;
+  return per_layer * c.num_layers + hidden + table * (c.tie_word_embeddings ? 1 : 2);
+}
+
 ModelWeights load_weights(const ModelConfig& c, const WeightSource& source, Backend& backend) {
   ModelWeights w;
   auto load = [&](const std::vector<Part>& parts) {

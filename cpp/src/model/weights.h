@@ -35,4 +35,8 @@ struct ModelWeights {
 // and uploads it. Throws InvalidArgument naming a missing tensor or one of the wrong shape.
 ModelWeights load_weights(const ModelConfig& config, const WeightSource& source, Backend& backend);
 
+// How many weight elements load_weights stores for `config` (fused tensors included), so
+// the memory plan can refuse a model that cannot fit before loading any of it.
+int64_t count_weight_elements(const ModelConfig& config);
+
 }  // namespace octavo
