@@ -46,7 +46,11 @@ void register_engine(py::module_& m) {
       .def_readwrite("ignore_eos", &SamplingParams::ignore_eos)
       .def_readwrite("stop_token_ids", &SamplingParams::stop_token_ids)
       .def_readwrite("logprobs", &SamplingParams::logprobs)
-      .def_readwrite("report_new_tokens", &SamplingParams::report_new_tokens);
+      .def_readwrite("report_new_tokens", &SamplingParams::report_new_tokens)
+      .def_readwrite("prompt_logprobs", &SamplingParams::prompt_logprobs)
+      .def_readwrite("logit_bias", &SamplingParams::logit_bias)
+      .def_readwrite("allowed_token_ids", &SamplingParams::allowed_token_ids)
+      .def_readwrite("bad_words_token_ids", &SamplingParams::bad_words_token_ids);
 
   py::enum_<FinishReason>(m, "FinishReason")
       .value("NONE", FinishReason::kNone)
@@ -66,6 +70,7 @@ void register_engine(py::module_& m) {
       .def_readonly("prompt_token_ids", &RequestOutput::prompt_token_ids)
       .def_readonly("token_ids", &RequestOutput::token_ids)
       .def_readonly("logprobs", &RequestOutput::logprobs)
+      .def_readonly("prompt_logprobs", &RequestOutput::prompt_logprobs)
       .def_readonly("cumulative_logprob", &RequestOutput::cumulative_logprob)
       .def_readonly("finish_reason", &RequestOutput::finish_reason)
       .def_readonly("stop_token_id", &RequestOutput::stop_token_id)

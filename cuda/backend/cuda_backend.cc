@@ -231,6 +231,15 @@ class CudaBackend final : public Backend {
     return cpu::sample_rows(host, rows, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   }
 
+  // Prompt logprobs, like sample(): the logits come back to the host for the CPU code.
+  std::vector<SampleResult> compute_logprobs(const Tensor& logits, const std::vector<LogprobsRow>& rows) override {
+    const size_t n = static_cast<size_t>(logits.rows()) * static_cast<size_t>(logits.dim(1));
+    host_logits_.resize(n);
+    copy_to_host(host_logits_.data(), logits.data, n * sizeof(float));
+    Tensor host(host_logits_.data(), DType::kFloat32, {logits.rows(), logits.dim(1)});
+    return cpu::logprobs_rows(host, rows, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  }
+
  private:
   Buffer upload_as(const HostTensor& host, DType dtype) {
     const size_t n = static_cast<size_t>(host.numel());

@@ -1,5 +1,6 @@
-// CPU sampling against a float64 reference written here from vLLM v1's rules (penalties,
-// banned ids, greedy, temperature, min_p, top_k, top_p with vLLM's ascending-cumsum cut),
+// CPU sampling against a float64 reference written here from vLLM v1's rules (allowed ids,
+// banned ids, logit bias, penalties, greedy, temperature, min_p, top_k, top_p with vLLM's
+// ascending-cumsum cut, in that order),
 // plus the properties a seeded sampler must have: the draw depends only on (seed,
 // draw_index) and the row, its frequencies follow the distribution, it never leaves the
 // support, and logprobs are those of the raw logits.
@@ -47,6 +48,13 @@ std::vector<double> reference_distribution(const std::vector<float>& logits,
                                            const SamplingRow& row) {
   const size_t vocab = logits.size();
   std::vector<double> l(logits.begin(), logits.end());
+  if (row.num_allowed_tokens > 0) {
+    const std::set<int32_t> allowed(row.allowed_tokens, row.allowed_tokens + row.num_allowed_tokens);
+    for (size_t i = 0; i < vocab; ++i)
+      if (allowed.count(static_cast<int32_t>(i)) == 0) l[i] = -kInf;
+  }
+  for (const int32_t id : row.banned_tokens) l[id] = -kInf;
+  for (int32_t i = 0; i < row.num_logit_bias; ++i) l[row.logit_bias_tokens[i]] += row.logit_bias_values[i];
   std::set<int32_t> seen(row.prompt_tokens, row.prompt_tokens + row.num_prompt_tokens);
   seen.insert(row.output_tokens, row.output_tokens + row.num_output_tokens);
   if (row.repetition_penalty != 1.0f) {
@@ -57,7 +65,6 @@ std::vector<double> reference_distribution(const std::vector<float>& logits,
   for (int32_t i = 0; i < row.num_output_tokens; ++i) ++counts[row.output_tokens[i]];
   for (const auto& [id, count] : counts)
     l[id] -= double{row.frequency_penalty} * count + row.presence_penalty;
-  for (const int32_t id : row.banned_tokens) l[id] = -kInf;
   if (row.temperature < 1e-5f) {
     std::vector<double> one_hot(vocab, 0.0);
     one_hot[std::max_element(l.begin(), l.end()) - l.begin()] = 1.0;
@@ -452,8 +459,8 @@ TEST_F(CpuSamplingTest, LogprobsRankAndTopNAreOfTheRawLogits) {
       const double lse = m + std::log(sum);
       const int32_t t = result.token;
       EXPECT_NEAR(result.logprob, logits[static_cast<size_t>(t)] - lse, 1e-5);
-      int32_t rank = 1;
-      for (const float l : logits) rank += l > logits[static_cast<size_t>(t)] ? 1 : 0;
+      int32_t rank = 0;
+      for (const float l : logits) rank += l >= logits[static_cast<size_t>(t)] ? 1 : 0;
       EXPECT_EQ(result.rank, rank);
       std::vector<int32_t> ids(static_cast<size_t>(vocab));
       std::iota(ids.begin(), ids.end(), 0);
@@ -478,7 +485,7 @@ TEST_F(CpuSamplingTest, TopLogprobsOrderTiesByTokenId) {
   row.num_logprobs = 4;
   const SampleResult result = sample(logits, 6, {row})[0];
   EXPECT_EQ(result.token, 3);
-  EXPECT_EQ(result.rank, 1);  // nothing is strictly above the tied maximum
+  EXPECT_EQ(result.rank, 3);  // vLLM's rank counts the tokens >= it: the three tied at 2.0
   EXPECT_EQ(result.top_tokens, (std::vector<int32_t>{1, 3, 4, 2}));
   EXPECT_EQ(result.top_logprobs[0], result.top_logprobs[2]);
 }
@@ -491,6 +498,148 @@ TEST_F(CpuSamplingTest, NoLogprobsUnlessAsked) {
   EXPECT_TRUE(result.top_logprobs.empty());
 }
 
+// Owns the sparse lists a SamplingRow points at.
+struct RowLists {
+  std::vector<int32_t> allowed, bias_tokens;
+  std::vector<float> bias_values;
+  void attach(SamplingRow& row) const {
+    row.allowed_tokens = allowed.data();
+    row.num_allowed_tokens = static_cast<int32_t>(allowed.size());
+    row.logit_bias_tokens = bias_tokens.data();
+    row.logit_bias_values = bias_values.data();
+    row.num_logit_bias = static_cast<int32_t>(bias_tokens.size());
+  }
+};
+
+TEST_F(CpuSamplingTest, LogitBiasIsAddedBeforeTheRepetitionPenalty) {
+  // Token 1 (logit -1) was generated. A +1.5 bias makes it 0.5, positive, so the repetition
+  // penalty divides it (0.25) and it beats token 3 (0.1). Penalising first would multiply
+  // (-2) then add (-0.5), leaving token 3 on top.
+  const std::vector<float> logits = {0.0f, -1.0f, -3.0f, 0.1f};
+  const std::vector<int32_t> outputs = {1};
+  RowLists lists;
+  lists.bias_tokens = {1};
+  lists.bias_values = {1.5f};
+  SamplingRow row;
+  lists.attach(row);
+  row.temperature = 0.0f;
+  row.repetition_penalty = 2.0f;
+  row.output_tokens = outputs.data();
+  row.num_output_tokens = 1;
+  EXPECT_EQ(sample(logits, 4, {row})[0].token, 1);
+  row.temperature = 1.0f;
+  const std::vector<float> probs = cpu::sampling_distribution(logits.data(), 4, row);
+  const double z = std::exp(0.0) + std::exp(0.25) + std::exp(-3.0) + std::exp(0.1);
+  EXPECT_NEAR(probs[1], std::exp(0.25) / z, 1e-6);
+  expect_distribution_matches(logits, row);
+  // A banned token stays banned whatever its bias.
+  row.banned_tokens = {1};
+  EXPECT_EQ(cpu::sampling_distribution(logits.data(), 4, row)[1], 0.0f);
+}
+
+TEST_F(CpuSamplingTest, AllowedTokensAreTheOnlySupport) {
+  std::mt19937 rng(11);
+  const int32_t vocab = 200;
+  RowLists lists;
+  lists.allowed = {150, 3, 77, 3, 199};  // a duplicate is harmless
+  for (int trial = 0; trial < 20; ++trial) {
+    const std::vector<float> logits = normal_logits(rng, vocab, 3.0f);
+    SamplingRow row;
+    lists.attach(row);
+    row.temperature = trial % 2 == 0 ? 0.0f : 1.3f;
+    row.seed = 5;
+    row.draw_index = static_cast<uint64_t>(trial);
+    row.num_logprobs = 2;
+    const SampleResult result = sample(logits, vocab, {row})[0];
+    EXPECT_TRUE(result.token == 150 || result.token == 3 || result.token == 77 || result.token == 199)
+        << result.token;
+    if (row.temperature == 0.0f) {
+      int32_t best = 3;
+      for (const int32_t id : {77, 150, 199})
+        if (logits[id] > logits[best]) best = id;
+      EXPECT_EQ(result.token, best);
+    }
+    // Logprobs stay those of the raw row: the top token may be one the row could not sample.
+    const int32_t raw_top = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    EXPECT_EQ(result.top_tokens[0], raw_top);
+    expect_distribution_matches(logits, row);
+  }
+}
+
+TEST_F(CpuSamplingTest, AllSparseListsTogetherMatchTheReference) {
+  std::mt19937 rng(12);
+  const int32_t vocab = 300;
+  for (int trial = 0; trial < 10; ++trial) {
+    const std::vector<float> logits = normal_logits(rng, vocab, 2.0f);
+    std::vector<int32_t> prompt(20), outputs(30);
+    std::uniform_int_distribution<int32_t> pick(0, 80);
+    for (int32_t& id : prompt) id = pick(rng);
+    for (int32_t& id : outputs) id = pick(rng);
+    RowLists lists;
+    for (int32_t id = 0; id < 120; id += 1 + trial % 3) lists.allowed.push_back(id);
+    for (int32_t id = 2; id < 100; id += 7) {
+      lists.bias_tokens.push_back(id);
+      lists.bias_values.push_back(std::uniform_real_distribution<float>(-4.0f, 4.0f)(rng));
+    }
+    SamplingRow row;
+    lists.attach(row);
+    row.banned_tokens = {4, 5, 6};
+    row.temperature = 0.8f;
+    row.top_k = 30;
+    row.top_p = 0.9f;
+    row.min_p = 0.01f;
+    row.repetition_penalty = 1.3f;
+    row.frequency_penalty = 0.4f;
+    row.presence_penalty = -0.3f;
+    row.prompt_tokens = prompt.data();
+    row.num_prompt_tokens = static_cast<int32_t>(prompt.size());
+    row.output_tokens = outputs.data();
+    row.num_output_tokens = static_cast<int32_t>(outputs.size());
+    expect_distribution_matches(logits, row);
+  }
+}
+
+TEST_F(CpuSamplingTest, ComputeLogprobsReportsTheGivenTokenAndTopN) {
+  std::mt19937 rng(13);
+  const int32_t vocab = 250, rows = 5;
+  std::vector<float> batch;
+  std::vector<LogprobsRow> request;
+  for (int32_t r = 0; r < rows; ++r) {
+    const std::vector<float> l = normal_logits(rng, vocab, 2.0f);
+    batch.insert(batch.end(), l.begin(), l.end());
+    request.push_back({(r * 37) % vocab, r});
+  }
+  batch[static_cast<size_t>(vocab + 5)] = batch[static_cast<size_t>(vocab + request[1].token)];  // a tie
+  const std::vector<float> before = batch;
+  Tensor t(batch.data(), DType::kFloat32, {rows, vocab});
+  const std::vector<SampleResult> results = backend->compute_logprobs(t, request);
+  EXPECT_EQ(batch, before);  // the logits are left alone
+  for (int32_t r = 0; r < rows; ++r) {
+    const float* l = before.data() + static_cast<size_t>(r) * vocab;
+    const int32_t token = request[static_cast<size_t>(r)].token;
+    double m = -kInf, sum = 0.0;
+    for (int32_t i = 0; i < vocab; ++i) m = std::max(m, double{l[i]});
+    for (int32_t i = 0; i < vocab; ++i) sum += std::exp(l[i] - m);
+    const double lse = m + std::log(sum);
+    const SampleResult& got = results[static_cast<size_t>(r)];
+    EXPECT_EQ(got.token, token);
+    EXPECT_NEAR(got.logprob, l[token] - lse, 1e-5);
+    int32_t rank = 0;
+    for (int32_t i = 0; i < vocab; ++i) rank += l[i] >= l[token] ? 1 : 0;
+    EXPECT_EQ(got.rank, rank);
+    std::vector<int32_t> ids(static_cast<size_t>(vocab));
+    std::iota(ids.begin(), ids.end(), 0);
+    std::stable_sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+    ASSERT_EQ(got.top_tokens.size(), static_cast<size_t>(r));
+    for (int32_t k = 0; k < r; ++k) {
+      EXPECT_EQ(got.top_tokens[static_cast<size_t>(k)], ids[static_cast<size_t>(k)]);
+      EXPECT_NEAR(got.top_logprobs[static_cast<size_t>(k)], l[ids[static_cast<size_t>(k)]] - lse, 1e-5);
+    }
+  }
+  EXPECT_THROW(backend->compute_logprobs(t, std::vector<LogprobsRow>(rows, LogprobsRow{vocab, 0})),
+               InvalidArgument);
+}
+
 TEST_F(CpuSamplingTest, RejectsBadRowsWithErrors) {
   const std::vector<float> logits(10, 0.0f);
   SamplingRow all_banned;
@@ -501,6 +650,23 @@ TEST_F(CpuSamplingTest, RejectsBadRowsWithErrors) {
   SamplingRow out_of_range;
   out_of_range.banned_tokens = {10};
   EXPECT_THROW(sample(logits, 10, {out_of_range}), InvalidArgument);
+  const std::vector<int32_t> ids = {2, 10};
+  const std::vector<float> biases = {1.0f, 1.0f};
+  SamplingRow bad_allowed;
+  bad_allowed.allowed_tokens = ids.data();
+  bad_allowed.num_allowed_tokens = 2;
+  EXPECT_THROW(sample(logits, 10, {bad_allowed}), InvalidArgument);
+  SamplingRow bad_bias;
+  bad_bias.logit_bias_tokens = ids.data();
+  bad_bias.logit_bias_values = biases.data();
+  bad_bias.num_logit_bias = 2;
+  EXPECT_THROW(sample(logits, 10, {bad_bias}), InvalidArgument);
+  // Every allowed token also banned: nothing left to sample.
+  SamplingRow nothing_left;
+  nothing_left.allowed_tokens = ids.data();
+  nothing_left.num_allowed_tokens = 1;
+  nothing_left.banned_tokens = {2};
+  EXPECT_THROW(sample(logits, 10, {nothing_left}), Error);
   std::vector<float> two_rows(20, 0.0f);
   Tensor t(two_rows.data(), DType::kFloat32, {2, 10});
   EXPECT_THROW(backend->sample(t, {SamplingRow{}}), InvalidArgument);

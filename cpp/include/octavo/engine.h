@@ -45,12 +45,13 @@ struct EngineConfig {
 
 enum class FinishReason { kNone, kStop, kLength, kAbort };
 
-// Logprobs at one output position: the sampled token, then the top N of the model's
-// raw distribution (before penalties and temperature), as vLLM reports them.
+// Logprobs at one position: the sampled token (for prompt logprobs, the prompt token
+// there), then the top N of the model's raw distribution (before penalties and
+// temperature), as vLLM reports them.
 struct PositionLogprobs {
   int32_t sampled_token = -1;
   float sampled_logprob = 0.0f;
-  int32_t sampled_rank = 0;            // 1-based rank in the raw distribution
+  int32_t sampled_rank = 0;            // tokens at least as likely, itself included (vLLM's rank)
   std::vector<int32_t> top_tokens;     // rank 1..N
   std::vector<float> top_logprobs;
 };
@@ -60,6 +61,8 @@ struct RequestOutput {
   std::vector<int32_t> prompt_token_ids;
   std::vector<int32_t> token_ids;         // generated tokens
   std::vector<PositionLogprobs> logprobs; // one per generated token when requested
+  // With prompt_logprobs: one per prompt token after the first (nothing predicts the first).
+  std::vector<PositionLogprobs> prompt_logprobs;
   double cumulative_logprob = 0.0;        // sum of sampled tokens' raw logprobs, when requested
   FinishReason finish_reason = FinishReason::kNone;
   std::optional<int32_t> stop_token_id;   // the stop id (not EOS) that ended it

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -26,8 +27,16 @@ struct SamplingParams {
   // found by detokenizing): step() reports the request every step it gains a token, not
   // only when it finishes, and Engine::finish_request ends it.
   bool report_new_tokens = false;
+  int32_t prompt_logprobs = -1;     // -1: none; N >= 0: each prompt token plus top N
+  std::map<int32_t, float> logit_bias;  // token id -> added to its logit
+  // Only these ids may be sampled; nullopt allows all. An empty list is invalid (vLLM's rule).
+  std::optional<std::vector<int32_t>> allowed_token_ids;
+  // bad_words, already tokenized (vLLM tokenizes each word with and without a leading
+  // space): the last id of a sequence is banned while the output ends with the others.
+  std::vector<std::vector<int32_t>> bad_words_token_ids;
 
-  // Throws InvalidArgument naming the field, its value and the allowed range.
+  // Throws InvalidArgument naming the field, its value and the allowed range; token ids
+  // (stop, logit_bias, allowed, bad words) must lie in [0, vocab_size).
   void validate(int32_t vocab_size, int32_t max_logprobs) const;
 
   bool is_greedy() const { return temperature < 1e-5f; }

@@ -33,6 +33,9 @@ struct RopeTable {
 };
 
 // One row of a sampling batch: settings already resolved by the Sampler (sampling/).
+// Every per-row adjustment is a short host list (token ids, or ids with values), never a
+// vocab-sized array, so a device backend can upload a batch's lists in one small copy.
+// The order the backend applies them in is fixed: see backend/cpu/cpu_sampling.h.
 struct SamplingRow {
   float temperature = 1.0f;  // < 1e-5: greedy
   int32_t top_k = 0;         // <= 0: off
@@ -49,7 +52,17 @@ struct SamplingRow {
   int32_t num_prompt_tokens = 0;
   const int32_t* output_tokens = nullptr;
   int32_t num_output_tokens = 0;
-  // Tokens whose logits are set to -inf (EOS and stop ids while min_tokens is not reached).
+  // allowed_token_ids: when num_allowed_tokens > 0, every token not listed gets -inf.
+  // Host memory owned by the request; duplicates are harmless.
+  const int32_t* allowed_tokens = nullptr;
+  int32_t num_allowed_tokens = 0;
+  // logit_bias as two parallel arrays: logit_bias_values[i] is added to the logit of
+  // logit_bias_tokens[i]. Host memory owned by the request; token ids are distinct.
+  const int32_t* logit_bias_tokens = nullptr;
+  const float* logit_bias_values = nullptr;
+  int32_t num_logit_bias = 0;
+  // Tokens whose logits are set to -inf: EOS and stop ids while min_tokens is not reached,
+  // and the last token of each bad word whose other tokens end the output so far.
   std::vector<int32_t> banned_tokens;
 };
 
@@ -59,6 +72,13 @@ struct SampleResult {
   int32_t rank = 0;      // its 1-based rank in the raw distribution (only when asked)
   std::vector<int32_t> top_tokens;
   std::vector<float> top_logprobs;
+};
+
+// One row of a logprobs-only batch (prompt logprobs): report `token`'s raw logprob and
+// rank, and the top num_logprobs tokens, of the row's logits. Nothing is sampled.
+struct LogprobsRow {
+  int32_t token = -1;
+  int32_t num_logprobs = 0;
 };
 
 // Device work recorded once and replayed with the same pointers and sizes (a CUDA graph):
@@ -139,6 +159,12 @@ class Backend {
 
   // Samples one token per row of logits [rows, vocab] (float32, modified in place).
   virtual std::vector<SampleResult> sample(Tensor& logits, const std::vector<SamplingRow>& rows) = 0;
+
+  // Raw log-softmax of each row of logits [rows, vocab] (float32, left unchanged),
+  // reported for rows[i].token (SampleResult::token is that token) and the top
+  // rows[i].num_logprobs tokens, as sample() reports logprobs.
+  virtual std::vector<SampleResult> compute_logprobs(const Tensor& logits,
+                                                     const std::vector<LogprobsRow>& rows) = 0;
 
   // Records the device work `work` issues through this backend, without running it, for
   // replay; nullptr where the backend cannot record (the CPU). `work` must not allocate,

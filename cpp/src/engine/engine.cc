@@ -106,6 +106,9 @@ class Engine::Impl {
   void profile_largest_step(int32_t budget, int32_t max_model_len, int32_t block_size);
   // Appends the sampled token and decides whether the request is done.
   void append_token(Request& r, const SampleResult& sample);
+  // Scores this step's prompt-logprobs rows, max_logit_rows at a time, and appends the
+  // entries to their requests.
+  void add_prompt_logprobs();
   RequestOutput make_output(Request& r) const;
 
   EngineConfig config_;
@@ -121,6 +124,7 @@ class Engine::Impl {
   std::map<uint64_t, std::unique_ptr<Request>> requests_;
   std::vector<RequestOutput> pending_outputs_;
   std::vector<const Request*> sampling_rows_;
+  std::vector<PromptLogprobsRow> prompt_logprob_rows_;
   uint64_t next_arrival_ = 0;
   EngineStats stats_;
 };
@@ -288,8 +292,38 @@ void Engine::Impl::add_request(uint64_t id, std::vector<int32_t> prompt, const S
   r->params = params;
   r->priority = priority;
   r->seed = params.seed ? *params.seed : mix64(config_.seed ^ mix64(r->arrival));
+  for (const auto& [token, bias] : params.logit_bias) {
+    r->logit_bias_tokens.push_back(token);
+    r->logit_bias_values.push_back(bias);
+  }
   scheduler_->add_request(r.get());
   requests_.emplace(id, std::move(r));
+}
+
+void Engine::Impl::add_prompt_logprobs() {
+  const int32_t total = static_cast<int32_t>(prompt_logprob_rows_.size());
+  for (int32_t first = 0; first < total; first += model_->max_logit_rows()) {
+    const int32_t count = std::min(model_->max_logit_rows(), total - first);
+    std::vector<LogprobsRow> rows(static_cast<size_t>(count));
+    for (int32_t i = 0; i < count; ++i) {
+      const PromptLogprobsRow& p = prompt_logprob_rows_[static_cast<size_t>(first + i)];
+      rows[static_cast<size_t>(i)] = {p.request->token_ids[static_cast<size_t>(p.position) + 1],
+                                      p.request->params.prompt_logprobs};
+    }
+    Tensor logits = model_->prompt_logits(first, count);
+    const std::vector<SampleResult> scored = backend_->compute_logprobs(logits, rows);
+    for (int32_t i = 0; i < count; ++i) {
+      const SampleResult& s = scored[static_cast<size_t>(i)];
+      Request& r = *requests_.at(prompt_logprob_rows_[static_cast<size_t>(first + i)].request->id);
+      PositionLogprobs lp;
+      lp.sampled_token = s.token;
+      lp.sampled_logprob = s.logprob;
+      lp.sampled_rank = s.rank;
+      lp.top_tokens = s.top_tokens;
+      lp.top_logprobs = s.top_logprobs;
+      r.prompt_logprobs.push_back(std::move(lp));
+    }
+  }
 }
 
 void Engine::Impl::append_token(Request& r, const SampleResult& s) {
@@ -324,6 +358,7 @@ RequestOutput Engine::Impl::make_output(Request& r) const {
   out.prompt_token_ids.assign(r.token_ids.begin(), r.token_ids.begin() + r.num_prompt_tokens);
   out.token_ids.assign(r.token_ids.begin() + r.num_prompt_tokens, r.token_ids.end());
   out.logprobs = std::move(r.logprobs);
+  out.prompt_logprobs = std::move(r.prompt_logprobs);
   out.cumulative_logprob = r.cumulative_logprob;
   out.finish_reason = r.finish_reason;
   out.stop_token_id = r.stop_token_id;
@@ -341,14 +376,18 @@ std::vector<RequestOutput> Engine::Impl::step() {
 
   Tensor logits;
   if (decode_graphs_ && decode_graphs_->can_run(scheduled)) {
+    // Every row decodes its last token, so none is a prompt-logprobs row.
     logits = decode_graphs_->run(scheduled, *kv_manager_, sampling_rows_);
+    prompt_logprob_rows_.clear();
     ++stats_.num_graph_steps;
   } else {
-    ForwardInputs inputs = step_inputs_->build(scheduled, *kv_manager_, sampling_rows_);
+    ForwardInputs inputs = step_inputs_->build(scheduled, *kv_manager_, sampling_rows_, prompt_logprob_rows_);
     logits = model_->forward(inputs, kv_cache_);
   }
   std::vector<SampleResult> samples;
   if (!sampling_rows_.empty()) samples = sampler_->sample(logits, sampling_rows_);
+  // After sampling: the prompt rows' logits take the buffer the sampling rows' were in.
+  add_prompt_logprobs();
 
   for (const ScheduledRequest& s : scheduled.scheduled) {
     if (s.request->num_computed_tokens < s.request->num_prompt_tokens) {

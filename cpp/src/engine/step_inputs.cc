@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "kv_cache/kv_cache_manager.h"
 #include "octavo/errors.h"
@@ -66,15 +67,17 @@ StepInputs::StepInputs(Backend& backend, int32_t max_num_tokens, int32_t max_num
       max_blocks_per_seq_(max_blocks_per_seq) {
   const size_t t = static_cast<size_t>(max_num_tokens);
   const size_t s = static_cast<size_t>(max_num_seqs);
-  const size_t bytes = align_up(t * 4) * 2 + align_up(t * 8) + align_up((s + 1) * 4) +
-                       align_up(s * 4) * 2 + align_up(s * static_cast<size_t>(max_blocks_per_seq) * 4);
+  // Logit rows are distinct tokens of the step, so at most max_num_tokens of them.
+  const size_t bytes = align_up(t * 4) * 3 + align_up(t * 8) + align_up((s + 1) * 4) +
+                       align_up(s * 4) + align_up(s * static_cast<size_t>(max_blocks_per_seq) * 4);
   staging_ = backend_.allocate_host(bytes);
   staging_bytes_ = bytes;
   device_ = backend_.allocate(bytes);
 }
 
 ForwardInputs StepInputs::build(const SchedulerOutput& out, const KVCacheManager& kv_cache,
-                                std::vector<const Request*>& sampling_rows) {
+                                std::vector<const Request*>& sampling_rows,
+                                std::vector<PromptLogprobsRow>& prompt_rows) {
   const int32_t num_seqs = static_cast<int32_t>(out.scheduled.size());
   const int32_t num_tokens = out.num_batched_tokens;
   if (num_seqs > max_num_seqs_ || num_tokens > max_num_tokens_) throw Error("StepInputs: step too large");
@@ -92,10 +95,12 @@ ForwardInputs StepInputs::build(const SchedulerOutput& out, const KVCacheManager
   int32_t* query_start = packer.take<int32_t>(num_seqs + 1, o_qsl);
   int32_t* seq_lens = packer.take<int32_t>(num_seqs, o_lens);
   int32_t* tables = packer.take<int32_t>(static_cast<size_t>(num_seqs) * blocks_per_seq, o_tables);
-  int32_t* logit_rows = packer.take<int32_t>(num_seqs, o_logits);
+  int32_t* logit_rows = packer.take<int32_t>(num_tokens, o_logits);
 
   const int32_t block_size = kv_cache.block_size();
   sampling_rows.clear();
+  prompt_rows.clear();
+  std::vector<int32_t> prompt_row_tokens;  // packed-token index of each prompt row
   int32_t t = 0, max_query = 0, max_seq = 0;
   for (int32_t i = 0; i < num_seqs; ++i) {
     const Request& r = *out.scheduled[i].request;
@@ -103,6 +108,20 @@ ForwardInputs StepInputs::build(const SchedulerOutput& out, const KVCacheManager
     const int64_t start = r.num_computed_tokens;
     const std::vector<int32_t>& table = kv_cache.block_table(r.id);
     query_start[i] = t;
+    if (r.params.prompt_logprobs >= 0) {
+      // Positions [start, start + n) before the last prompt token, less those already scored.
+      const int64_t have = static_cast<int64_t>(r.prompt_logprobs.size());
+      if (start > have && have < r.num_prompt_tokens - 1) {
+        throw Error("StepInputs: request " + std::to_string(r.id) + " skips prompt positions " +
+                    std::to_string(have) + ".." + std::to_string(start - 1) +
+                    " that its prompt_logprobs need (a prefix cache must not serve it)");
+      }
+      const int64_t end = std::min<int64_t>(start + n, r.num_prompt_tokens - 1);
+      for (int64_t pos = std::max(start, have); pos < end; ++pos) {
+        prompt_rows.push_back({&r, static_cast<int32_t>(pos)});
+        prompt_row_tokens.push_back(t + static_cast<int32_t>(pos - start));
+      }
+    }
     for (int32_t j = 0; j < n; ++j, ++t) {
       const int64_t pos = start + j;
       tokens[t] = r.token_ids[pos];
@@ -121,10 +140,14 @@ ForwardInputs StepInputs::build(const SchedulerOutput& out, const KVCacheManager
     max_seq = std::max(max_seq, seq_lens[i]);
   }
   query_start[num_seqs] = t;
+  std::copy(prompt_row_tokens.begin(), prompt_row_tokens.end(), logit_rows + sampling_rows.size());
 
   backend_.copy_to_device(device_.data(), staging_.data(), packer.used());
-  return inputs_at(device_.data(), {o_tokens, o_positions, o_slots, o_qsl, o_lens, o_tables, o_logits}, num_tokens,
-                   num_seqs, blocks_per_seq, max_query, max_seq, static_cast<int32_t>(sampling_rows.size()));
+  ForwardInputs in = inputs_at(device_.data(), {o_tokens, o_positions, o_slots, o_qsl, o_lens, o_tables, o_logits},
+                               num_tokens, num_seqs, blocks_per_seq, max_query, max_seq,
+                               static_cast<int32_t>(sampling_rows.size()));
+  in.num_prompt_logprob_rows = static_cast<int32_t>(prompt_rows.size());
+  return in;
 }
 
 ForwardInputs StepInputs::profile(int32_t num_tokens, int32_t max_seq_len) {

@@ -1,6 +1,7 @@
 // StepInputs: the flat arrays one forward needs (token ids, positions, slots, block tables,
 // query offsets, sequence lengths, logit rows), packed into one host staging area and
-// sent to the device with a single copy per step.
+// sent to the device with a single copy per step. Logit rows are the sampling rows (the
+// last token of each request that samples), then the prompt-logprobs rows.
 #pragma once
 
 #include <cstdint>
@@ -14,15 +15,25 @@ namespace octavo {
 
 class KVCacheManager;
 
+// A prompt position of a request with prompt_logprobs: its logits score prompt token
+// position + 1.
+struct PromptLogprobsRow {
+  const Request* request = nullptr;
+  int32_t position = 0;
+};
+
 class StepInputs {
  public:
   StepInputs(Backend& backend, int32_t max_num_tokens, int32_t max_num_seqs, int32_t max_blocks_per_seq);
 
   // Fills the staging area from the scheduler's decision, copies it to the device and
   // returns the forward's inputs. sampling_rows receives, in logit-row order, the
-  // requests whose computed tokens reach their token count this step.
+  // requests whose computed tokens reach their token count this step; prompt_rows, in
+  // the logit-row order that follows, the prompt positions of this step whose logprobs a
+  // request still lacks (before its last prompt token).
   ForwardInputs build(const SchedulerOutput& scheduled, const KVCacheManager& kv_cache,
-                      std::vector<const Request*>& sampling_rows);
+                      std::vector<const Request*>& sampling_rows,
+                      std::vector<PromptLogprobsRow>& prompt_rows);
 
   // A step of num_tokens prompt tokens in rows of at most max_seq_len, for the start-up
   // profiling forward: no KV is written (slots -1), every block table entry is block 0, and

@@ -1,6 +1,7 @@
 #include "model/decoder.h"
 
 #include <cmath>
+#include <string>
 
 #include "octavo/errors.h"
 
@@ -140,6 +141,8 @@ Tensor DecoderModel::forward(const ForwardInputs& in, KVCache& cache) {
   const int32_t n = in.num_tokens;
   if (n <= 0 || n > max_num_tokens_) throw Error("DecoderModel::forward: bad token count");
   if (in.num_logit_rows > max_logit_rows_) throw Error("DecoderModel::forward: too many logit rows");
+  if (in.num_prompt_logprob_rows < 0 || in.num_logit_rows + in.num_prompt_logprob_rows > n)
+    throw Error("DecoderModel::forward: more logit rows than tokens");
   const DType dt = backend_.compute_dtype();
   const int64_t h = config_.hidden_size;
   const int64_t inter = config_.intermediate_size;
@@ -166,18 +169,48 @@ Tensor DecoderModel::forward(const ForwardInputs& in, KVCache& cache) {
     backend_.silu_mul(gate_up, act);
     backend_.gemm(act, layer.down.as(dt, {h, inter}), nullptr, proj);
   }
-  // Only the rows that sample need the last residual add, the final norm and the LM head.
-  const int32_t m = in.num_logit_rows;
-  if (m == 0) return Tensor(logits_.data(), DType::kFloat32, {0, config_.vocab_size});
-  Tensor last_residual = last_residual_.as(dt, {m, h});
-  Tensor last_delta = last_delta_.as(dt, {m, h});
-  backend_.gather_rows(residual, in.logit_indices, last_residual);
-  backend_.gather_rows(proj, in.logit_indices, last_delta);
-  Tensor last_hidden = hidden_.as(dt, {m, h});
-  backend_.add_rms_norm(last_residual, last_delta, weights_.final_norm.as(dt, {h}), eps, last_hidden);
-  Tensor logits = logits_.as(DType::kFloat32, {m, config_.vocab_size});
+  // Only the logit rows need the last residual add, the final norm and the LM head. Up to
+  // max_logit_rows they are gathered first and normed alone; more (prompt logprobs of long
+  // chunks) are normed in place over the whole step and gathered into proj_out_, which
+  // the layers no longer need.
+  const int32_t m = in.num_logit_rows + in.num_prompt_logprob_rows;
+  num_sampling_rows_ = in.num_logit_rows;
+  if (m == 0) {
+    output_hidden_ = Tensor();
+    return Tensor(logits_.data(), DType::kFloat32, {0, config_.vocab_size});
+  }
+  if (m <= max_logit_rows_) {
+    Tensor last_residual = last_residual_.as(dt, {m, h});
+    Tensor last_delta = last_delta_.as(dt, {m, h});
+    backend_.gather_rows(residual, in.logit_indices, last_residual);
+    backend_.gather_rows(proj, in.logit_indices, last_delta);
+    output_hidden_ = hidden_.as(dt, {m, h});
+    backend_.add_rms_norm(last_residual, last_delta, weights_.final_norm.as(dt, {h}), eps, output_hidden_);
+  } else {
+    backend_.add_rms_norm(residual, proj, weights_.final_norm.as(dt, {h}), eps, hidden);
+    output_hidden_ = proj_out_.as(dt, {m, h});
+    backend_.gather_rows(hidden, in.logit_indices, output_hidden_);
+  }
+  return lm_head(output_hidden_.slice_rows(0, num_sampling_rows_));
+}
+
+Tensor DecoderModel::prompt_logits(int32_t first, int32_t count) {
+  const int64_t num_prompt_rows = output_hidden_.rows() - num_sampling_rows_;
+  if (first < 0 || count < 0 || count > max_logit_rows_ || first + count > num_prompt_rows) {
+    throw Error("DecoderModel::prompt_logits: rows [" + std::to_string(first) + ", " +
+                std::to_string(first + count) + ") outside the last forward's " +
+                std::to_string(num_prompt_rows) + " prompt-logprobs rows");
+  }
+  const int64_t begin = num_sampling_rows_ + first;
+  return lm_head(output_hidden_.slice_rows(begin, begin + count));
+}
+
+Tensor DecoderModel::lm_head(const Tensor& hidden) {
+  Tensor logits = logits_.as(DType::kFloat32, {hidden.rows(), config_.vocab_size});
+  if (hidden.rows() == 0) return logits;
   const Buffer& head = weights_.lm_head.data() != nullptr ? weights_.lm_head : weights_.embed;
-  backend_.gemm(last_hidden, head.as(dt, {config_.vocab_size, h}), nullptr, logits);
+  backend_.gemm(hidden, head.as(backend_.compute_dtype(), {config_.vocab_size, config_.hidden_size}), nullptr,
+                logits);
   return logits;
 }
 

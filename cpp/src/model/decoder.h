@@ -19,8 +19,10 @@ struct ForwardInputs {
   const int32_t* positions = nullptr;     // [num_tokens]
   const int64_t* slot_mapping = nullptr;  // [num_tokens]
   AttentionMetadata attention;
-  int32_t num_logit_rows = 0;             // rows whose last token needs logits
-  const int32_t* logit_indices = nullptr; // [num_logit_rows] into the packed tokens
+  int32_t num_logit_rows = 0;             // rows whose last token samples
+  int32_t num_prompt_logprob_rows = 0;    // prompt tokens whose logits give prompt logprobs
+  // [num_logit_rows + num_prompt_logprob_rows] into the packed tokens, sampling rows first
+  const int32_t* logit_indices = nullptr;
 };
 
 // The paged KV cache of every layer: [num_blocks, block_size, kv_heads, head_dim] each.
@@ -46,10 +48,17 @@ class DecoderModel {
   KVCache allocate_kv_cache(int32_t num_blocks, int32_t block_size) const;
 
   // Writes this step's K/V into the cache and returns logits [num_logit_rows, vocab]
-  // (a view of an internal buffer, valid until the next call).
+  // (a view of an internal buffer, valid until the next forward or prompt_logits call).
   Tensor forward(const ForwardInputs& inputs, KVCache& cache);
 
+  // Logits [count, vocab] of prompt-logprobs rows [first, first + count) of the last
+  // forward, count <= max_logit_rows(); they reuse the buffer forward()'s logits are in.
+  Tensor prompt_logits(int32_t first, int32_t count);
+  int32_t max_logit_rows() const { return max_logit_rows_; }
+
  private:
+  // logits [hidden.rows(), vocab] = hidden . lm_head^T, into logits_.
+  Tensor lm_head(const Tensor& hidden);
   void attention_block(const LayerWeights& layer, int32_t layer_index, const ForwardInputs& in,
                        KVCache& cache, int32_t n);
 
@@ -64,6 +73,10 @@ class DecoderModel {
   Buffer residual_, hidden_, qkv_, attn_out_, proj_out_, gate_up_, act_;
   // [max_logit_rows, ...]
   Buffer last_residual_, last_delta_, logits_;
+  // The last forward's final hidden states of its logit rows (sampling rows first), and
+  // how many of them sample.
+  Tensor output_hidden_;
+  int32_t num_sampling_rows_ = 0;
 };
 
 // cos/sin table [max_position, head_dim] as RopeTable expects, with llama3 scaling applied.

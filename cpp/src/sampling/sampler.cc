@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "sampling/bad_words.h"
+
 namespace octavo {
 
 Sampler::Sampler(Backend& backend, std::vector<int32_t> eos_token_ids)
@@ -24,8 +26,16 @@ SamplingRow Sampler::make_row(const Request& r) const {
   row.num_prompt_tokens = r.num_prompt_tokens;
   row.output_tokens = r.token_ids.data() + r.num_prompt_tokens;
   row.num_output_tokens = r.num_output_tokens();
+  if (p.allowed_token_ids) {
+    row.allowed_tokens = p.allowed_token_ids->data();
+    row.num_allowed_tokens = static_cast<int32_t>(p.allowed_token_ids->size());
+  }
+  row.logit_bias_tokens = r.logit_bias_tokens.data();
+  row.logit_bias_values = r.logit_bias_values.data();
+  row.num_logit_bias = static_cast<int32_t>(r.logit_bias_tokens.size());
+  append_bad_word_bans(p.bad_words_token_ids, row.output_tokens, row.num_output_tokens, row.banned_tokens);
   if (r.num_output_tokens() < p.min_tokens) {
-    if (!p.ignore_eos) row.banned_tokens = eos_token_ids_;
+    if (!p.ignore_eos) row.banned_tokens.insert(row.banned_tokens.end(), eos_token_ids_.begin(), eos_token_ids_.end());
     row.banned_tokens.insert(row.banned_tokens.end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
   }
   return row;

@@ -1,6 +1,6 @@
 // Sampler: turns each request's SamplingParams and token history into a SamplingRow
-// (penalty inputs, the tokens min_tokens bans, the seeded stream position) and has the
-// backend draw one token per row. Stateless between steps: everything it needs is in
+// (penalty inputs, allowed ids, logit bias, the tokens bad words and min_tokens ban, the
+// seeded stream position) and has the backend draw one token per row. Stateless between steps: everything it needs is in
 // the Request, so a preempted and recomputed request draws the same tokens.
 #pragma once
 

@@ -26,6 +26,14 @@ struct Request {
   SamplingParams params;
   uint64_t seed = 0;                    // resolved: params.seed or derived from the engine seed
   std::vector<PositionLogprobs> logprobs;
+  // params.logit_bias as parallel arrays, the layout SamplingRow takes (set at admission).
+  std::vector<int32_t> logit_bias_tokens;
+  std::vector<float> logit_bias_values;
+  // With params.prompt_logprobs >= 0: entry j is for prompt token j + 1. Entries are added
+  // in order as chunks are computed; a preempted request recomputes its prompt but keeps
+  // (and does not repeat) the entries it has. Every prompt position must be computed once:
+  // a prefix cache must not skip the prompt of such a request (vLLM does the same).
+  std::vector<PositionLogprobs> prompt_logprobs;
   double cumulative_logprob = 0.0;
   FinishReason finish_reason = FinishReason::kNone;
   std::optional<int32_t> stop_token_id;

@@ -315,6 +315,10 @@ class CpuBackend final : public Backend {
     return cpu::sample_rows(logits, rows, num_threads_);
   }
 
+  std::vector<SampleResult> compute_logprobs(const Tensor& logits, const std::vector<LogprobsRow>& rows) override {
+    return cpu::logprobs_rows(logits, rows, num_threads_);
+  }
+
  private:
   static void check_norm_args(const Tensor& x, const Tensor& w, const Tensor& out, const char* op) {
     require_float32(x, op, "x");

@@ -196,14 +196,33 @@ void apply_top_p(float* logits, int32_t vocab, float top_p) {
   for (size_t i = kept; i < candidates.size(); ++i) logits[candidates[i].id] = kNegInf;
 }
 
-// Steps 2-8 on a row's logits, in place. Returns the greedy token for a greedy
-// row (the filters do not apply to it), else -1 with logits ready for the draw.
+// Step 1: every token outside the allowed list gets -inf. The allowed logits are saved,
+// the row filled, and the saved ones put back: no vocab-sized mask is needed.
+void apply_allowed_tokens(float* logits, int32_t vocab, const SamplingRow& row) {
+  std::vector<float> kept(static_cast<size_t>(row.num_allowed_tokens));
+  for (int32_t i = 0; i < row.num_allowed_tokens; ++i) {
+    check_token(row.allowed_tokens[i], vocab, "allowed");
+    kept[static_cast<size_t>(i)] = logits[row.allowed_tokens[i]];
+  }
+  std::fill(logits, logits + vocab, kNegInf);
+  for (int32_t i = 0; i < row.num_allowed_tokens; ++i) logits[row.allowed_tokens[i]] = kept[static_cast<size_t>(i)];
+}
+
+// Steps 1-9 on a row's logits, in place, in the order cpu_sampling.h fixes. Returns the
+// greedy token for a greedy row (the filters do not apply to it), else -1 with logits
+// ready for the draw.
 int32_t process_logits(float* logits, int32_t vocab, const SamplingRow& row) {
-  apply_penalties(logits, vocab, row);
+  if (row.num_allowed_tokens > 0) apply_allowed_tokens(logits, vocab, row);
   for (const int32_t id : row.banned_tokens) {
     check_token(id, vocab, "banned");
     logits[id] = kNegInf;
   }
+  for (int32_t i = 0; i < row.num_logit_bias; ++i) {
+    const int32_t id = row.logit_bias_tokens[i];
+    check_token(id, vocab, "logit_bias");
+    logits[id] += row.logit_bias_values[i];
+  }
+  apply_penalties(logits, vocab, row);
   if (row.temperature < kGreedyTemperature) {
     const int32_t token = argmax(logits, vocab);
     if (token < 0 || !(logits[token] > kNegInf))
@@ -215,6 +234,63 @@ int32_t process_logits(float* logits, int32_t vocab, const SamplingRow& row) {
   if (row.top_k > 0 && row.top_k < vocab) apply_top_k(logits, vocab, row.top_k);
   if (row.top_p < 1.0f) apply_top_p(logits, vocab, row.top_p);
   return -1;
+}
+
+// Step 0: log-normaliser of the raw logits; float exps (1 ulp each) summed in double over
+// the whole vocabulary.
+double raw_log_normaliser(const float* raw, int32_t vocab) {
+  const float max_logit = max_logit_of(raw, vocab);
+  double sum = 0.0;
+  for (int32_t i = 0; i < vocab; ++i) sum += std::exp(raw[i] - max_logit);
+  return max_logit + std::log(sum);
+}
+
+// Step 0's report for `token`: its raw logprob, its rank (how many raw logits are >= its
+// own, vLLM's rule) and the top n tokens, greater logit first, lower id on ties.
+void fill_raw_logprobs(const float* raw, int32_t vocab, double log_normaliser, int32_t token,
+                       int32_t num_logprobs, SampleResult& result) {
+  const float chosen = raw[token];
+  result.logprob = static_cast<float>(chosen - log_normaliser);
+  int32_t rank = 0;
+  for (int32_t i = 0; i < vocab; ++i) rank += raw[i] >= chosen ? 1 : 0;
+  result.rank = rank;
+  const int32_t n = std::min(num_logprobs, vocab);
+  if (n <= 0) return;
+  std::vector<int32_t> ids(static_cast<size_t>(vocab));
+  std::iota(ids.begin(), ids.end(), 0);
+  std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), ByLogitDescending{raw});
+  result.top_tokens.assign(ids.begin(), ids.begin() + n);
+  result.top_logprobs.reserve(static_cast<size_t>(n));
+  for (const int32_t id : result.top_tokens) {
+    result.top_logprobs.push_back(static_cast<float>(raw[id] - log_normaliser));
+  }
+}
+
+// Runs fn(r) for r in [0, n) on num_threads threads. Exceptions must not leave an OpenMP
+// region: each row keeps its own, the first is rethrown.
+template <typename Fn>
+void for_each_row(int64_t n, int num_threads, Fn fn) {
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
+#pragma omp parallel for schedule(dynamic) num_threads(num_threads) if (n > 1)
+  for (int64_t r = 0; r < n; ++r) {
+    try {
+      fn(r);
+    } catch (...) {
+      errors[static_cast<size_t>(r)] = std::current_exception();
+    }
+  }
+  for (const std::exception_ptr& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+int32_t checked_vocab(const Tensor& logits, size_t num_rows, const char* op) {
+  require_float32(logits, op, "logits");
+  require_rank(logits, 2, op, "logits");
+  require(static_cast<int64_t>(num_rows) == logits.rows(), op, "one row description per logits row");
+  require(logits.dim(1) > 0 && logits.dim(1) <= std::numeric_limits<int32_t>::max(), op,
+          "vocab must be a positive int32");
+  return static_cast<int32_t>(logits.dim(1));
 }
 
 // weights[i] = exp(logits[i] - max), the unnormalised final distribution; returns its sum.
@@ -259,16 +335,13 @@ std::vector<float> sampling_distribution(const float* logits, int32_t vocab,
 SampleResult sample_row(float* logits, int32_t vocab, const SamplingRow& row) {
   if (vocab <= 0) throw InvalidArgument("sampling: vocab must be positive");
   SampleResult result;
-  // Logprobs are of the raw model output, before any penalty or filter (vLLM's default
-  // logprobs mode), so the row is kept as it came.
+  // Logprobs are of the raw model output, before any step that changes the logits (step
+  // 0), so the row is kept as it came.
   std::vector<float> raw;
   double log_normaliser = 0.0;
   if (row.num_logprobs >= 0) {
     raw.assign(logits, logits + vocab);
-    const float max_logit = max_logit_of(raw.data(), vocab);
-    double sum = 0.0;  // float exps (1 ulp each), summed in double over the whole vocab
-    for (const float l : raw) sum += std::exp(l - max_logit);
-    log_normaliser = max_logit + std::log(sum);
+    log_normaliser = raw_log_normaliser(raw.data(), vocab);
   }
 
   result.token = process_logits(logits, vocab, row);
@@ -289,49 +362,33 @@ SampleResult sample_row(float* logits, int32_t vocab, const SamplingRow& row) {
   }
 
   if (row.num_logprobs >= 0) {
-    const float chosen = raw[static_cast<size_t>(result.token)];
-    result.logprob = static_cast<float>(chosen - log_normaliser);
-    result.rank = 1 + static_cast<int32_t>(std::count_if(raw.begin(), raw.end(),
-                                                         [chosen](float l) { return l > chosen; }));
-    const int32_t n = std::min(row.num_logprobs, vocab);
-    if (n > 0) {
-      std::vector<int32_t> ids(static_cast<size_t>(vocab));
-      std::iota(ids.begin(), ids.end(), 0);
-      std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), ByLogitDescending{raw.data()});
-      result.top_tokens.assign(ids.begin(), ids.begin() + n);
-      for (const int32_t id : result.top_tokens) {
-        result.top_logprobs.push_back(
-            static_cast<float>(raw[static_cast<size_t>(id)] - log_normaliser));
-      }
-    }
+    fill_raw_logprobs(raw.data(), vocab, log_normaliser, result.token, row.num_logprobs, result);
   }
   return result;
 }
 
 std::vector<SampleResult> sample_rows(Tensor& logits, const std::vector<SamplingRow>& rows,
                                       int num_threads) {
-  const char* op = "sample";
-  require_float32(logits, op, "logits");
-  require_rank(logits, 2, op, "logits");
-  require(static_cast<int64_t>(rows.size()) == logits.rows(), op, "one SamplingRow per logits row");
-  require(logits.dim(1) > 0 && logits.dim(1) <= std::numeric_limits<int32_t>::max(), op,
-          "vocab must be a positive int32");
-  const int32_t vocab = static_cast<int32_t>(logits.dim(1));
-  const int64_t n = logits.rows();
+  const int32_t vocab = checked_vocab(logits, rows.size(), "sample");
   std::vector<SampleResult> results(rows.size());
-  // Exceptions must not leave an OpenMP region: each row keeps its own, the first is rethrown.
-  std::vector<std::exception_ptr> errors(rows.size());
-#pragma omp parallel for schedule(dynamic) num_threads(num_threads) if (n > 1)
-  for (int64_t r = 0; r < n; ++r) {
-    try {
-      results[r] = sample_row(logits.ptr<float>() + r * logits.row_stride, vocab, rows[r]);
-    } catch (...) {
-      errors[r] = std::current_exception();
-    }
-  }
-  for (const std::exception_ptr& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
+  for_each_row(logits.rows(), num_threads, [&](int64_t r) {
+    results[r] = sample_row(logits.ptr<float>() + r * logits.row_stride, vocab, rows[r]);
+  });
+  return results;
+}
+
+std::vector<SampleResult> logprobs_rows(const Tensor& logits, const std::vector<LogprobsRow>& rows,
+                                        int num_threads) {
+  const int32_t vocab = checked_vocab(logits, rows.size(), "compute_logprobs");
+  std::vector<SampleResult> results(rows.size());
+  for_each_row(logits.rows(), num_threads, [&](int64_t r) {
+    const float* raw = logits.ptr<float>() + r * logits.row_stride;
+    const LogprobsRow& row = rows[r];
+    check_token(row.token, vocab, "logprobs");
+    if (row.num_logprobs < 0) throw InvalidArgument("compute_logprobs: num_logprobs must be >= 0");
+    results[r].token = row.token;
+    fill_raw_logprobs(raw, vocab, raw_log_normaliser(raw, vocab), row.token, row.num_logprobs, results[r]);
+  });
   return results;
 }
 
