@@ -10,11 +10,12 @@ from typing import Any
 
 from octavo import chat as chat_utils
 from octavo._native import _C
+from octavo.beam_search import BeamSearchOutput, check_beam_search_params, run_beam_search
 from octavo.detokenizer import StopStringChecker, batch_decode
 from octavo.engine_args import EngineArgs
 from octavo.hf import default_sampling_values, load_generation_config, load_hf_config, resolve_model_path
 from octavo.outputs import CompletionOutput, Logprob, RequestOutput
-from octavo.sampling_params import SamplingParams
+from octavo.sampling_params import BeamSearchParams, SamplingParams
 
 PromptType = str | dict[str, Any]
 
@@ -25,12 +26,7 @@ _FINISH_REASONS = {
 }
 
 # SamplingParams features that arrive in later work; refused rather than ignored.
-_NOT_YET = {
-    "bad_words": "bad_words",
-    "logit_bias": "logit_bias",
-    "allowed_token_ids": "allowed_token_ids",
-    "prompt_logprobs": "prompt_logprobs",
-}
+_NOT_YET: dict[str, str] = {}
 
 
 class LLM:
@@ -354,7 +350,36 @@ class LLM:
             raise ValueError(
                 f"Requested sample logprobs of {sp.logprobs}, which is greater than max allowed: "
                 f"{self._args.option('max_logprobs')}")
-        return text, ids, sp
+        return text, ids, self._check_token_options(sp)
+
+    def _check_token_options(self, sp: SamplingParams) -> SamplingParams:
+        """vLLM's checks of prompt_logprobs, logit_bias and allowed_token_ids against the
+        engine; bad_words are tokenized (into a clone, as vLLM) for the engine."""
+        vocab = self._info.vocab_size
+        max_logprobs = self._args.option("max_logprobs")
+        if sp.prompt_logprobs is not None:
+            wanted = vocab if sp.prompt_logprobs == -1 else sp.prompt_logprobs
+            if wanted > max_logprobs:
+                raise ValueError(
+                    f"Requested prompt logprobs of {wanted}, which is greater than max allowed: {max_logprobs}")
+        if sp.logit_bias:
+            outside = [t for t in sp.logit_bias if not 0 <= t < vocab]
+            if outside:
+                raise ValueError(f"token_id(s) {outside} in logit_bias contain out-of-vocab token ids. "
+                                 f"Vocabulary size: {vocab}")
+        if sp.allowed_token_ids is not None:
+            if not sp.allowed_token_ids:
+                raise ValueError("allowed_token_ids is not None and empty!")
+            outside = [t for t in sp.allowed_token_ids if not 0 <= t < vocab]
+            if outside:
+                raise ValueError(f"allowed_token_ids contains out-of-vocab token id(s) {outside}. "
+                                 f"Vocabulary size: {vocab}")
+        if sp.bad_words and sp.bad_words_token_ids is None:
+            if self._tokenizer is None:
+                raise ValueError("bad_words need a tokenizer: not available with skip_tokenizer_init=True")
+            sp = sp.clone()
+            sp.update_from_tokenizer(self._tokenizer)
+        return sp
 
     def _truncation_size(self, truncate_prompt_tokens: int | None) -> int | None:
         """How many prompt tokens to keep (None: all); -1 means max_model_len, as vLLM."""
@@ -403,6 +428,11 @@ class LLM:
             p.logprobs = -1
         else:
             p.logprobs = self._info.vocab_size if sp.logprobs == -1 else sp.logprobs
+        if sp.prompt_logprobs is not None:
+            p.prompt_logprobs = self._info.vocab_size if sp.prompt_logprobs == -1 else sp.prompt_logprobs
+        p.logit_bias = dict(sp.logit_bias or {})
+        p.allowed_token_ids = None if sp.allowed_token_ids is None else list(sp.allowed_token_ids)
+        p.bad_words_token_ids = sp.bad_words_token_ids or []
         return p
 
     def _collect(self, natives) -> int:
@@ -501,6 +531,8 @@ class LLM:
                 text, finish_reason, stop_reason = checker.text, "stop", checker.stop_string
             logprobs = (self._logprobs(native, token_text if sp.detokenize else {})
                         if sp.logprobs is not None else None)
+            prompt_logprobs = (self._prompt_logprobs(native, token_text if sp.detokenize else {})
+                               if sp.prompt_logprobs is not None else None)
             completion = CompletionOutput(
                 index=0,
                 text=text,
@@ -514,7 +546,7 @@ class LLM:
                 request_id=str(rid),
                 prompt=prompt_text,
                 prompt_token_ids=list(prompt_ids),
-                prompt_logprobs=None,
+                prompt_logprobs=prompt_logprobs,
                 outputs=[completion],
                 finished=True,
             ))
@@ -554,24 +586,77 @@ class LLM:
             return {}
         wanted: set[int] = set()
         for native, sp in zip(natives, params):
-            if sp.logprobs is not None and sp.detokenize:
-                for lp in native.logprobs:
-                    wanted.add(lp.sampled_token)
-                    wanted.update(lp.top_tokens)
+            if not sp.detokenize:
+                continue
+            positions = (list(native.logprobs) if sp.logprobs is not None else []) + (
+                list(native.prompt_logprobs) if sp.prompt_logprobs is not None else [])
+            for lp in positions:
+                wanted.add(lp.sampled_token)
+                wanted.update(lp.top_tokens)
         order = sorted(wanted)
         return dict(zip(order, self._tokenizer.batch_decode([[t] for t in order])))
 
     @staticmethod
     def _logprobs(native, token_text: dict[int, str]) -> list[dict[int, Logprob]]:
-        positions = []
-        for lp in native.logprobs:
-            entry = {lp.sampled_token: Logprob(lp.sampled_logprob, lp.sampled_rank,
-                                               token_text.get(lp.sampled_token))}
-            for rank, (tok, value) in enumerate(zip(lp.top_tokens, lp.top_logprobs), start=1):
-                if tok not in entry:
-                    entry[tok] = Logprob(value, rank, token_text.get(tok))
-            positions.append(entry)
-        return positions
+        return [_position_logprobs(lp, token_text) for lp in native.logprobs]
+
+    @staticmethod
+    def _prompt_logprobs(native, token_text: dict[int, str]) -> list[dict[int, Logprob] | None]:
+        """None for the first prompt token (nothing predicts it), then per prompt token a
+        dict of it and the top prompt_logprobs tokens."""
+        return [None] + [_position_logprobs(lp, token_text) for lp in native.prompt_logprobs]
+
+    # ---- beam search ------------------------------------------------------------------
+    def beam_search(
+        self,
+        prompts: PromptType | Sequence[PromptType],
+        params: BeamSearchParams,
+        lora_request: Any = None,
+        use_tqdm: bool = False,
+        concurrency_limit: int | None = None,
+    ) -> list[BeamSearchOutput]:
+        """Beam search over each prompt, as vLLM's LLM.beam_search (see octavo.beam_search).
+
+        prompts: a str, {"prompt": str}, {"prompt_token_ids": [...]}, or a list of these.
+        Returns one BeamSearchOutput per prompt, in order, each with the best
+        params.beam_width sequences, best first; a sequence's tokens and text include the
+        prompt. Raises ValueError for bad params (beam_width < 1, max_tokens < 1,
+        2 * beam_width above max_logprobs, a negative temperature, a non-finite
+        length_penalty), a bad prompt, or requests queued with enqueue() still pending,
+        before any work starts.
+        """
+        check_beam_search_params(params, self._args.option("max_logprobs"), concurrency_limit)
+        if lora_request is not None:
+            raise ValueError("lora_request is not supported yet by octavo")
+        if self._pending:
+            # Each beam step runs the engine to completion: queued requests would run (and
+            # their outputs be lost to wait_for_completion) in the middle of the search.
+            raise ValueError(f"beam_search cannot run while {len(self._pending)} request(s) queued with enqueue() "
+                             "are pending: call wait_for_completion() first")
+        prompt_ids = [self._prepare(p, SamplingParams(max_tokens=1), None)[1]
+                      for p in self._normalize_prompts(prompts)]
+        tokenizer = self._tokenizer
+        if tokenizer is not None:
+            eos, decode = tokenizer.eos_token_id, tokenizer.decode
+        else:
+            eos, decode = (self._info.eos_token_ids or [None])[0], (lambda tokens: "")
+
+        def generate_step(token_lists: list[list[int]], sp: SamplingParams) -> list[RequestOutput]:
+            return self.generate([{"prompt_token_ids": t} for t in token_lists], sp, use_tqdm=False)
+
+        return run_beam_search(prompt_ids, params, generate_step=generate_step, eos_token_id=eos,
+                               max_model_len=self._info.max_model_len, decode=decode, use_tqdm=use_tqdm,
+                               concurrency_limit=concurrency_limit)
+
+
+def _position_logprobs(lp, token_text: dict[int, str]) -> dict[int, Logprob]:
+    """One position's {token: Logprob}: the sampled (or prompt) token first, then the top N
+    by rank, as vLLM orders them; decoded_token from token_text (None when absent)."""
+    entry = {lp.sampled_token: Logprob(lp.sampled_logprob, lp.sampled_rank, token_text.get(lp.sampled_token))}
+    for rank, (tok, value) in enumerate(zip(lp.top_tokens, lp.top_logprobs), start=1):
+        if tok not in entry:
+            entry[tok] = Logprob(value, rank, token_text.get(tok))
+    return entry
 
 
 class LLMEngine:

@@ -182,6 +182,9 @@ class SamplingParams:
     _all_stop_token_ids: set[int] = field(
         default_factory=set, init=False, repr=False, compare=False
     )
+    _bad_words_token_ids: list[list[int]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.n = _int("n", self.n)
@@ -459,6 +462,39 @@ class SamplingParams:
                 extra.difference(self.stop_token_ids)
             )
 
+    def update_from_tokenizer(self, tokenizer: Any) -> None:
+        """Tokenizes bad_words as vLLM does, into `bad_words_token_ids`.
+
+        Each word (leading whitespace stripped) is encoded without special tokens as is,
+        and again after one space, so that it is banned at the start of the text and in the
+        middle; the spaced form is kept only when it is a different token sequence of the
+        same length. Raises ValueError naming the ids outside the tokenizer's vocabulary.
+        """
+        if not self.bad_words:
+            return
+        sequences: list[list[int]] = []
+        for word in self.bad_words:
+            plain = list(tokenizer.encode(word.lstrip(), add_special_tokens=False))
+            spaced = list(tokenizer.encode(" " + word.lstrip(), add_special_tokens=False))
+            if plain:
+                sequences.append(plain)
+            if spaced and (not plain or (spaced[0] != plain[0] and len(spaced) == len(plain))):
+                sequences.append(spaced)
+        max_token_id = max(tokenizer.get_vocab().values(), default=-1)
+        invalid = [t for seq in sequences for t in seq if t < 0 or t > max_token_id]
+        if invalid:
+            raise ValueError(
+                f"The model vocabulary size is {max_token_id + 1}, but the following tokens "
+                f"were specified as bad: {invalid}. All token id values should be integers "
+                f"satisfying: 0 <= token_id <= {max_token_id}."
+            )
+        self._bad_words_token_ids = sequences
+
+    @property
+    def bad_words_token_ids(self) -> list[list[int]] | None:
+        """bad_words as token sequences, once update_from_tokenizer has run (else None)."""
+        return self._bad_words_token_ids
+
     def clone(self) -> SamplingParams:
         """A deep copy: changing the copy (or its lists) leaves this one alone."""
         return copy.deepcopy(self)
@@ -488,3 +524,27 @@ class SamplingParams:
             f"truncate_prompt_tokens={self.truncate_prompt_tokens}, "
             f"extra_args={self.extra_args})"
         )
+
+
+@dataclass
+class BeamSearchParams:
+    """Beam search parameters for `LLM.beam_search` (vLLM's `BeamSearchParams`).
+
+    beam_width: beams kept per prompt, >= 1 (also the number of sequences returned).
+    max_tokens: tokens generated per beam, >= 1.
+    ignore_eos: keep extending a beam past EOS instead of finishing it.
+    temperature: 0 ranks candidates only by logprob; above 0 each step also samples one
+        token per beam, which joins that beam's candidates (as vLLM).
+    length_penalty: a finished sequence scores cum_logprob / len ** length_penalty, where
+        len counts the prompt and the generated tokens, less a final EOS (vLLM's rule).
+    include_stop_str_in_output: accepted for vLLM compatibility; beam search stops only on
+        EOS, so it changes nothing.
+    Bad values raise ValueError when beam_search is called.
+    """
+
+    beam_width: int
+    max_tokens: int
+    ignore_eos: bool = False
+    temperature: float = 0.0
+    length_penalty: float = 1.0
+    include_stop_str_in_output: bool = False

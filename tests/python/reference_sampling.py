@@ -19,7 +19,9 @@ distribution the next token is drawn from. The steps, in vLLM's order (v1 Sample
   9. softmax over what is left.
 
 Also: `raw_logprobs` (what vLLM reports as logprobs: log_softmax of the raw logits, before
-any of the above) and `logprob_rank` (vLLM's rank: how many tokens are at least as likely).
+any of the above), `logprob_rank` (vLLM's rank: how many tokens are at least as likely),
+`position_logprobs` (vLLM's per-position {token: (logprob, rank)} dict) and `bad_word_bans`
+(the tokens vLLM's bad_words forbid after a given output).
 Everything is written for clarity, one position at a time; speed does not matter here.
 """
 
@@ -54,6 +56,31 @@ def logprob_rank(logprobs: np.ndarray, token_id: int) -> int:
     """1-based rank as vLLM reports it: the number of tokens with logprob >= the token's."""
     logprobs = np.asarray(logprobs)
     return int(np.sum(logprobs >= logprobs[token_id]))
+
+
+def position_logprobs(logits: np.ndarray, token_id: int, num_logprobs: int) -> dict[int, tuple[float, int]]:
+    """vLLM's logprobs at one position: {token: (raw logprob, rank)} for `token_id` (the
+    sampled or prompt token) and the top `num_logprobs` tokens (rank 1..N, lower id first
+    on ties)."""
+    logprobs = raw_logprobs(logits)
+    entry = {int(token_id): (float(logprobs[token_id]), logprob_rank(logprobs, token_id))}
+    order = np.argsort(-logprobs, kind="stable")[:num_logprobs]
+    for rank, token in enumerate(order, start=1):
+        entry.setdefault(int(token), (float(logprobs[token]), rank))
+    return entry
+
+
+def bad_word_bans(bad_words_token_ids: Iterable[Iterable[int]], output_token_ids: Iterable[int]) -> list[int]:
+    """The last token of each bad word whose other tokens end the output (vLLM v1's rule:
+    the prompt is not looked at; a one-token word is always banned)."""
+    output = [int(t) for t in output_token_ids]
+    banned = []
+    for word in bad_words_token_ids:
+        word = [int(t) for t in word]
+        prefix = word[:-1]
+        if len(prefix) <= len(output) and output[len(output) - len(prefix):] == prefix:
+            banned.append(word[-1])
+    return banned
 
 
 def mask_all_but(logits: np.ndarray, allowed_token_ids: Iterable[int]) -> np.ndarray:

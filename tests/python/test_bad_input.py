@@ -179,6 +179,78 @@ def test_sampling_params_list_of_wrong_length_raises_naming_both_lengths(llm, st
     still_serves()
 
 
+def test_logit_bias_ids_outside_the_vocabulary_raise_naming_them(llm, still_serves):
+    bias = {5: 1.0, 384: 2.0, 1000: -1.0}
+    with pytest.raises(ValueError, match=r"\[384, 1000\].*logit_bias.*384"):
+        llm.generate({"prompt_token_ids": PROBE}, SamplingParams(logit_bias=bias), use_tqdm=False)
+    still_serves()
+
+
+def test_empty_allowed_token_ids_raises(llm, still_serves):
+    with pytest.raises(ValueError, match="allowed_token_ids"):
+        llm.generate({"prompt_token_ids": PROBE}, SamplingParams(allowed_token_ids=[]), use_tqdm=False)
+    still_serves()
+
+
+def test_allowed_token_ids_outside_the_vocabulary_raise_naming_them(llm, still_serves):
+    with pytest.raises(ValueError, match=r"allowed_token_ids.*\[400\].*384"):
+        llm.generate({"prompt_token_ids": PROBE}, SamplingParams(allowed_token_ids=[5, 400]), use_tqdm=False)
+    still_serves()
+
+
+@pytest.mark.parametrize("prompt_logprobs,named", [(21, 21), (-1, 384)])
+def test_prompt_logprobs_above_max_logprobs_raises(llm, still_serves, prompt_logprobs, named):
+    with pytest.raises(ValueError, match=rf"prompt logprobs of {named}\b.*\b20\b"):
+        llm.generate({"prompt_token_ids": PROBE}, SamplingParams(prompt_logprobs=prompt_logprobs),
+                     use_tqdm=False)
+    still_serves()
+
+
+def test_bad_params_in_a_later_prompt_run_nothing(llm, still_serves):
+    steps_before = llm._engine.stats().num_steps
+    params = [SamplingParams(max_tokens=2), SamplingParams(max_tokens=2, logit_bias={999: 1.0})]
+    with pytest.raises(ValueError, match="999"):
+        llm.generate([{"prompt_token_ids": [5]}, {"prompt_token_ids": [6]}], params, use_tqdm=False)
+    assert llm._engine.stats().num_steps == steps_before
+    still_serves()
+
+
+@pytest.mark.parametrize("beam_width", [0, -1])
+def test_beam_width_below_one_raises_naming_it(llm, still_serves, beam_width):
+    from octavo import BeamSearchParams
+
+    with pytest.raises(ValueError, match=rf"beam_width.*{beam_width}"):
+        llm.beam_search([{"prompt_token_ids": PROBE}], BeamSearchParams(beam_width=beam_width, max_tokens=2))
+    still_serves()
+
+
+def test_beam_search_bad_max_tokens_and_width_above_max_logprobs_raise(llm, still_serves):
+    from octavo import BeamSearchParams
+
+    with pytest.raises(ValueError, match=r"max_tokens.*0"):
+        llm.beam_search([{"prompt_token_ids": PROBE}], BeamSearchParams(beam_width=2, max_tokens=0))
+    with pytest.raises(ValueError, match=r"\b22\b.*\b20\b.*beam_width=11"):
+        llm.beam_search([{"prompt_token_ids": PROBE}], BeamSearchParams(beam_width=11, max_tokens=2))
+    with pytest.raises(ValueError, match="out of vocabulary"):
+        llm.beam_search([{"prompt_token_ids": PROBE}, {"prompt_token_ids": [5, 999]}],
+                        BeamSearchParams(beam_width=2, max_tokens=2))
+    with pytest.raises(TypeError, match="BeamSearchParams"):
+        llm.beam_search([{"prompt_token_ids": PROBE}], SamplingParams())
+    still_serves()
+
+
+def test_beam_search_with_queued_requests_raises_and_leaves_them_queued(llm, still_serves, probe_reference):
+    from octavo import BeamSearchParams
+
+    [queued] = llm.enqueue({"prompt_token_ids": PROBE}, SamplingParams(temperature=0.0, max_tokens=PROBE_TOKENS),
+                           use_tqdm=False)
+    with pytest.raises(ValueError, match=r"1 request\(s\) queued.*wait_for_completion"):
+        llm.beam_search([{"prompt_token_ids": PROBE}], BeamSearchParams(beam_width=2, max_tokens=2))
+    [out] = llm.wait_for_completion(use_tqdm=False)
+    assert out.request_id == queued and list(out.outputs[0].token_ids) == probe_reference
+    still_serves()
+
+
 # ---- generate() options octavo refuses rather than ignores --------------------------
 
 
@@ -531,6 +603,25 @@ def test_native_add_request_errors_are_value_errors_and_the_engine_keeps_working
     bad.logprobs = 21
     with pytest.raises(ValueError, match="21"):
         engine.add_request(6, PROBE, bad)
+    bad = _C.SamplingParams()
+    bad.prompt_logprobs = 21
+    with pytest.raises(ValueError, match="prompt_logprobs 21"):
+        engine.add_request(7, PROBE, bad)
+    bad = _C.SamplingParams()
+    bad.logit_bias = {3: 1.0, 384: 1.0}
+    with pytest.raises(ValueError, match=r"\[384\] in logit_bias"):
+        engine.add_request(8, PROBE, bad)
+    bad = _C.SamplingParams()
+    bad.allowed_token_ids = []
+    with pytest.raises(ValueError, match="allowed_token_ids"):
+        engine.add_request(9, PROBE, bad)
+    bad.allowed_token_ids = [-1, 2]
+    with pytest.raises(ValueError, match=r"\[-1\]"):
+        engine.add_request(10, PROBE, bad)
+    bad = _C.SamplingParams()
+    bad.bad_words_token_ids = [[5, 500]]
+    with pytest.raises(ValueError, match=r"bad: \[500\]"):
+        engine.add_request(11, PROBE, bad)
     finished = []
     while engine.has_unfinished():
         finished.extend(engine.step())

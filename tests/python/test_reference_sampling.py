@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from reference_sampling import (
+    bad_word_bans,
+    position_logprobs,
     apply_penalties,
     logprob_rank,
     raw_logprobs,
@@ -114,3 +116,30 @@ def test_raw_logprobs_and_vllm_rank():
     close(np.exp(logprobs).sum(), 1.0)
     close(logprobs, np.log(softmax(np.array([1.0, 3.0, 3.0, 0.0]))))
     assert [logprob_rank(logprobs, t) for t in range(4)] == [3, 2, 2, 4]
+
+
+def test_logit_bias_comes_before_the_repetition_penalty():
+    # Token 1 was generated: -1 + 1.5 = 0.5 is positive, so the penalty halves it (0.25);
+    # penalising first would have given -2 + 1.5 = -0.5.
+    logits = np.array([0.0, -1.0, -3.0, 0.1])
+    got = reference_probs(logits, output_token_ids=[1], repetition_penalty=2.0, logit_bias={1: 1.5})
+    close(got, softmax(np.array([0.0, 0.25, -3.0, 0.1])))
+
+
+def test_position_logprobs_has_the_token_then_the_top_n():
+    logits = np.array([1.0, 3.0, 3.0, 0.0, 2.0])
+    logprobs = raw_logprobs(logits)
+    entry = position_logprobs(logits, 3, 2)
+    assert list(entry) == [3, 1, 2]
+    assert entry[3] == (pytest.approx(logprobs[3]), 5)
+    assert entry[1][1] == 1 and entry[2][1] == 2  # top-N ranks are positions, lower id first
+    assert list(position_logprobs(logits, 2, 2)) == [2, 1]  # the token already in the top N
+    assert list(position_logprobs(logits, 4, 0)) == [4]
+
+
+def test_bad_word_bans_hand_worked():
+    words = [[7], [4, 5, 6], [5, 9]]
+    assert bad_word_bans(words, []) == [7]
+    assert bad_word_bans(words, [4]) == [7]
+    assert bad_word_bans(words, [1, 4, 5]) == [7, 6, 9]
+    assert bad_word_bans(words, [4, 5, 1]) == [7]
