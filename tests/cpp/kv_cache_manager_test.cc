@@ -215,6 +215,23 @@ TEST(KVCacheManager, AHitMakesBlocksTheMostRecentlyUsed) {
   EXPECT_TRUE(kv.get_computed_blocks(6, b).blocks.empty());
 }
 
+TEST(KVCacheManager, FreeingBeforeTheForwardUncachesTheBlocksItNeverWrote) {
+  // A request preempted in the step that allocated its slots: blocks cached at allocation
+  // whose tokens were not computed must not be found by later requests.
+  KVCacheManager kv(8, 4, true);
+  const std::vector<int32_t> t = seq(100, 13);
+  ASSERT_TRUE(kv.allocate_slots(1, t, 0, 4));  // computed in an earlier step
+  ASSERT_TRUE(kv.allocate_slots(1, t, 4, 8));  // this step: blocks 1 and 2 cached, not written
+  EXPECT_EQ(kv.pool().num_cached(), 3);
+  kv.free(1, 4);
+  EXPECT_EQ(kv.pool().num_cached(), 1);
+  EXPECT_EQ(kv.get_computed_blocks(2, t).num_tokens, 4);
+  // Finished or aborted requests (everything computed) keep all their full blocks cached.
+  ASSERT_TRUE(kv.allocate_slots(3, t, 0, 13));
+  kv.free(3);
+  EXPECT_EQ(kv.get_computed_blocks(4, t).num_tokens, 12);
+}
+
 TEST(KVCacheManager, ResetPrefixCacheWaitsForEveryBlockToBeFree) {
   KVCacheManager kv(4, 4, true);
   admit(kv, 1, seq(100, 9));

@@ -91,6 +91,13 @@ bool BlockPool::is_cached(int32_t block) const {
   return blocks_[static_cast<size_t>(block)].cached;
 }
 
+void BlockPool::uncache(int32_t block) {
+  check(block);
+  const Block& b = blocks_[static_cast<size_t>(block)];
+  if (b.ref_count != 0) throw Error("BlockPool::uncache: block " + std::to_string(block) + " is held");
+  if (b.cached) evict(block);
+}
+
 bool BlockPool::reset_prefix_cache() {
   if (num_free_ != num_blocks()) return false;
   for (auto& [hash, block] : cached_) blocks_[static_cast<size_t>(block)].cached = false;

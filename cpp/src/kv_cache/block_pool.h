@@ -44,6 +44,8 @@ class BlockPool {
   // another block already holds that content (the first stays the one hits find).
   void cache_block(int32_t block, const BlockHash& hash);
   bool is_cached(int32_t block) const;
+  // Forgets a free block's content (it was never written after all).
+  void uncache(int32_t block);
   // Forgets every hash. Refused (false, nothing changed) while any block is held, since
   // their holders expect full blocks to become cached as they are written.
   bool reset_prefix_cache();

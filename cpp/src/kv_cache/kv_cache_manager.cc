@@ -143,11 +143,15 @@ bool KVCacheManager::allocate_slots(uint64_t request_id, const std::vector<int32
   return true;
 }
 
-void KVCacheManager::free(uint64_t request_id) {
+void KVCacheManager::free(uint64_t request_id, int64_t num_computed_tokens) {
   auto it = entries_.find(request_id);
   if (it == entries_.end()) return;
   const std::vector<int32_t>& blocks = it->second.blocks;
-  for (auto b = blocks.rbegin(); b != blocks.rend(); ++b) pool_.release(*b);
+  const int64_t num_written_blocks = num_computed_tokens / block_size_;
+  for (size_t i = blocks.size(); i-- > 0;) {
+    pool_.release(blocks[i]);
+    if (static_cast<int64_t>(i) >= num_written_blocks && pool_.ref_count(blocks[i]) == 0) pool_.uncache(blocks[i]);
+  }
   entries_.erase(it);
 }
 

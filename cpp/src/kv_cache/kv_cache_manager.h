@@ -9,6 +9,7 @@
 // admitted later in the same step may already share those blocks.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <unordered_map>
 #include <utility>
@@ -64,7 +65,11 @@ class KVCacheManager {
                       const ComputedBlocks& computed = {});
   // Releases all of the request's blocks, last block first so that a prompt's leading
   // blocks (the likeliest to be shared again) are evicted last. No-op for an unknown id.
-  void free(uint64_t request_id);
+  // num_computed_tokens: how many of its tokens have K/V written. A block past them that was
+  // cached when allocated (a request preempted in the step that allocated it) leaves the
+  // prefix cache; nobody else holds it, since admissions, the only way to share a new
+  // block, do not happen in a step that preempts.
+  void free(uint64_t request_id, int64_t num_computed_tokens = INT64_MAX);
 
   // (source, destination) block copies decided since the last call, in order.
   std::vector<std::pair<int32_t, int32_t>> take_block_copies();
