@@ -9,7 +9,6 @@
 // admitted later in the same step may already share those blocks.
 #pragma once
 
-#include <climits>
 #include <cstdint>
 #include <unordered_map>
 #include <utility>
