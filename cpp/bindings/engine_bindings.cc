@@ -26,6 +26,7 @@ void register_engine(py::module_& m) {
       .def_readwrite("enable_chunked_prefill", &EngineConfig::enable_chunked_prefill)
       .def_readwrite("enforce_eager", &EngineConfig::enforce_eager)
       .def_readwrite("scheduling_policy", &EngineConfig::scheduling_policy)
+      .def_readwrite("enable_prefix_caching", &EngineConfig::enable_prefix_caching)
       .def_readwrite("max_logprobs", &EngineConfig::max_logprobs)
       .def_readwrite("seed", &EngineConfig::seed)
       .def_readwrite("num_threads", &EngineConfig::num_threads)
@@ -33,6 +34,7 @@ void register_engine(py::module_& m) {
 
   py::class_<SamplingParams>(m, "SamplingParams", "The engine's per-request sampling settings.")
       .def(py::init<>())
+      .def_readwrite("n", &SamplingParams::n)
       .def_readwrite("temperature", &SamplingParams::temperature)
       .def_readwrite("top_p", &SamplingParams::top_p)
       .def_readwrite("top_k", &SamplingParams::top_k)
@@ -67,6 +69,7 @@ void register_engine(py::module_& m) {
 
   py::class_<RequestOutput>(m, "RequestOutput")
       .def_readonly("request_id", &RequestOutput::request_id)
+      .def_readonly("index", &RequestOutput::index)
       .def_readonly("prompt_token_ids", &RequestOutput::prompt_token_ids)
       .def_readonly("token_ids", &RequestOutput::token_ids)
       .def_readonly("logprobs", &RequestOutput::logprobs)
@@ -75,7 +78,8 @@ void register_engine(py::module_& m) {
       .def_readonly("finish_reason", &RequestOutput::finish_reason)
       .def_readonly("stop_token_id", &RequestOutput::stop_token_id)
       .def_readonly("new_token_ids", &RequestOutput::new_token_ids)
-      .def_readonly("finished", &RequestOutput::finished);
+      .def_readonly("finished", &RequestOutput::finished)
+      .def_readonly("num_cached_tokens", &RequestOutput::num_cached_tokens);
 
   py::class_<EngineInfo>(m, "EngineInfo")
       .def_readonly("architecture", &EngineInfo::architecture)
@@ -100,7 +104,11 @@ void register_engine(py::module_& m) {
       .def_readonly("num_generated_tokens", &EngineStats::num_generated_tokens)
       .def_readonly("num_running", &EngineStats::num_running)
       .def_readonly("num_waiting", &EngineStats::num_waiting)
-      .def_readonly("num_free_blocks", &EngineStats::num_free_blocks);
+      .def_readonly("num_free_blocks", &EngineStats::num_free_blocks)
+      .def_readonly("num_prefix_cache_requests", &EngineStats::num_prefix_cache_requests)
+      .def_readonly("num_prefix_cache_queries", &EngineStats::num_prefix_cache_queries)
+      .def_readonly("num_prefix_cache_hits", &EngineStats::num_prefix_cache_hits)
+      .def_readonly("num_cached_blocks", &EngineStats::num_cached_blocks);
 
   m.def("cuda_available", &cuda_device_available,
         "True when this build has the CUDA backend and a CUDA device is present.");
@@ -114,9 +122,12 @@ void register_engine(py::module_& m) {
       .def("step", &Engine::step, py::call_guard<py::gil_scoped_release>(),
            "Runs one step; returns the requests that finished since the last call.")
       .def("abort", &Engine::abort, py::arg("request_id"))
-      .def("finish_request", &Engine::finish_request, py::arg("request_id"),
-           "Finishes a request with reason STOP (a stop string the caller found), frees its blocks "
+      .def("finish_request", &Engine::finish_request, py::arg("request_id"), py::arg("index") = 0,
+           "Finishes a request's sample `index` with reason STOP (a stop string the caller found), frees its blocks "
            "and returns its final output; None if the id is unknown.")
+      .def("reset_prefix_cache", &Engine::reset_prefix_cache, py::arg("reset_running_requests") = false,
+           py::call_guard<py::gil_scoped_release>(),
+           "Empties the prefix cache; False while requests hold blocks unless reset_running_requests.")
       .def("has_unfinished", &Engine::has_unfinished)
       .def_property_readonly("info", &Engine::info, py::return_value_policy::reference_internal)
       .def("stats", &Engine::stats);

@@ -160,6 +160,26 @@ class CudaBackend final : public Backend {
                                 k.rows(), k.dim(1), k.dim(2), kernel_dtype(k.dtype), stream_);
   }
 
+  // One device-to-device copy per cache per pair, on the stream, so they are ordered before
+  // the step's forward. Copy-on-write is rare (a fork's partial block), so no kernel batches them.
+  void copy_blocks(const std::vector<Tensor>& caches,
+                   const std::vector<std::pair<int32_t, int32_t>>& copies) override {
+    for (const Tensor& cache : caches) {
+      const size_t block_bytes = static_cast<size_t>(cache.row_size()) * dtype_size(cache.dtype);
+      char* base = static_cast<char*>(cache.data);
+      for (const auto& [src, dst] : copies) {
+        if (src < 0 || src >= cache.rows() || dst < 0 || dst >= cache.rows()) {
+          throw Error("copy_blocks: block copy " + std::to_string(src) + " -> " + std::to_string(dst) +
+                      " outside the cache's " + std::to_string(cache.rows()) + " blocks");
+        }
+        if (src == dst) continue;
+        OCTAVO_CUDA_CHECK(cudaMemcpyAsync(base + static_cast<size_t>(dst) * block_bytes,
+                                          base + static_cast<size_t>(src) * block_bytes, block_bytes,
+                                          cudaMemcpyDeviceToDevice, stream_));
+      }
+    }
+  }
+
   void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionMetadata& meta,
                        float scale, int32_t sliding_window, Tensor& out) override {
     const int64_t q_heads = q.dim(1), head_dim = q.dim(2), kv_heads = k_cache.dim(2), block_size = k_cache.dim(1);

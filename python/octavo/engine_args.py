@@ -120,7 +120,6 @@ class EngineArgs:
         refuse = {
             "scheduling_policy": ("fcfs", "priority"),
             "load_format": LOAD_FORMATS,
-            "enable_prefix_caching": (None, False),
             "pipeline_parallel_size": (1,),
             "data_parallel_size": (1,),
             "cpu_offload_gb": (0,),
@@ -129,6 +128,8 @@ class EngineArgs:
         for name, allowed in refuse.items():
             if x[name] not in allowed:
                 raise ValueError(f"{name}={x[name]!r} is not supported yet by octavo (accepted: {list(allowed)})")
+        if x["enable_prefix_caching"] is not None and not isinstance(x["enable_prefix_caching"], bool):
+            raise ValueError(f"enable_prefix_caching must be True, False or None, got {x['enable_prefix_caching']!r}")
         if not isinstance(x["max_logprobs"], int) or x["max_logprobs"] < 0:
             raise ValueError(f"max_logprobs must be a non-negative integer, got {x['max_logprobs']!r}")
         if not isinstance(x["generation_config"], (str, os.PathLike)) or not x["generation_config"]:
@@ -163,6 +164,9 @@ class EngineArgs:
         cfg.enable_chunked_prefill = True if chunked is None else bool(chunked)
         cfg.enforce_eager = bool(self.enforce_eager)
         cfg.scheduling_policy = self.option("scheduling_policy")
+        # vLLM v1: on unless turned off.
+        prefix = self.option("enable_prefix_caching")
+        cfg.enable_prefix_caching = True if prefix is None else prefix
         cfg.max_logprobs = self.option("max_logprobs")
         cfg.seed = self.seed & 0xFFFFFFFFFFFFFFFF
         cfg.num_threads = int(self.option("num_threads"))

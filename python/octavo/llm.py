@@ -99,8 +99,10 @@ class LLM:
         # Requests added (by generate or enqueue) whose outputs were not handed back yet, and
         # the native outputs of those that finished, kept until wait_for_completion/generate.
         self._pending: dict[int, tuple[str | None, list[int], SamplingParams]] = {}
-        self._finished: dict[int, Any] = {}
-        self._checkers: dict[int, StopStringChecker] = {}  # requests with stop strings
+        # request id -> {sample index -> native output}; a request is done with all n samples.
+        self._finished: dict[int, dict[int, Any]] = {}
+        self._collected_tokens = 0  # generated tokens of the samples collected so far
+        self._checkers: dict[tuple[int, int], StopStringChecker] = {}  # (id, index) with stop strings
         self.llm_engine = LLMEngine(self)
 
     # ---- set-up helpers ---------------------------------------------------------------
@@ -133,6 +135,15 @@ class LLM:
 
     def set_tokenizer(self, tokenizer) -> None:
         self._tokenizer = tokenizer
+
+    def reset_prefix_cache(self, reset_running_requests: bool = False, reset_connector: bool = False) -> bool:
+        """Empties the prefix cache, as vLLM's; returns whether it did.
+
+        False (nothing changed) while requests hold KV blocks, unless reset_running_requests
+        preempts them first (they are recomputed later). octavo has no KV connector, so
+        reset_connector has nothing to reset.
+        """
+        return bool(self._engine.reset_prefix_cache(reset_running_requests=bool(reset_running_requests)))
 
     def get_default_sampling_params(self) -> SamplingParams:
         """The SamplingParams used when none are given, as vLLM.
@@ -265,7 +276,8 @@ class LLM:
             raise
         self._pending.update(zip(ids, requests))
         # Only requests with stop strings are detokenized as they run.
-        self._checkers.update({rid: self._stop_checker(sp) for rid, (_, _, sp) in zip(ids, requests) if sp.stop})
+        self._checkers.update({(rid, i): self._stop_checker(sp) for rid, (_, _, sp) in zip(ids, requests)
+                               if sp.stop for i in range(sp.n)})
         return ids
 
     def _normalize_priority(self, priority: Any, n: int) -> list[int]:
@@ -398,8 +410,10 @@ class LLM:
         return list(self._tokenizer.encode(text, **(tokenization_kwargs or {})))
 
     def _check_supported(self, sp: SamplingParams) -> None:
-        if sp.n != 1 or (sp.best_of is not None and sp.best_of != 1):
-            raise ValueError(f"n={sp.n} (best_of={sp.best_of}) is not supported yet by octavo: use n=1")
+        # vLLM v1 has no best_of either: n samples are generated and all n returned.
+        if sp.best_of is not None and sp.best_of != sp.n:
+            raise ValueError(f"best_of={sp.best_of} (with n={sp.n}) is not supported by octavo: "
+                             "leave best_of None or equal to n")
         for name, what in _NOT_YET.items():
             if getattr(sp, name, None):
                 raise ValueError(f"{what} ({name}={getattr(sp, name)!r}) are not supported yet by octavo")
@@ -409,6 +423,7 @@ class LLM:
 
     def _native_params(self, sp: SamplingParams, prompt_len: int):
         p = _C.SamplingParams()
+        p.n = sp.n
         p.temperature = sp.temperature
         p.top_p = sp.top_p
         p.top_k = 0 if sp.top_k in (None, -1) else sp.top_k
@@ -436,34 +451,37 @@ class LLM:
         return p
 
     def _collect(self, natives) -> int:
-        """Keeps the outputs of requests still pending; returns how many finished. Requests with
-        stop strings report each step's tokens (unfinished outputs) to their checker, which
-        ends them when a stop string appears."""
+        """Keeps the sample outputs of requests still pending; returns how many requests finished
+        (all their n samples). Samples with stop strings report each step's tokens (unfinished
+        outputs) to their checker, which ends them when a stop string appears."""
         n = 0
         for out in natives:
-            checker = self._checkers.get(out.request_id)
+            checker = self._checkers.get((out.request_id, out.index))
             if checker is not None:
                 out = self._check_stop_strings(checker, out)
             if out is None or not out.finished:
                 continue
             if out.request_id in self._pending and out.finish_reason != _C.FinishReason.ABORT:
-                self._finished[out.request_id] = out
-                n += 1
+                self._finished.setdefault(out.request_id, {})[out.index] = out
+                self._collected_tokens += len(out.token_ids)
+                n += self._done(out.request_id)
         return n
+
+    def _done(self, rid: int) -> bool:
+        return len(self._finished.get(rid, ())) == self._pending[rid][2].n
 
     def _run_engine(self, use_tqdm: bool) -> list[RequestOutput]:
         """Steps the engine until every request is done; hands back all pending outputs."""
-        todo = [rid for rid in self._pending if rid not in self._finished]
+        todo = [rid for rid in self._pending if not self._done(rid)]
         bar = _progress_bar(len(todo)) if use_tqdm and todo else None
         start = time.perf_counter()
         prompt_tokens = sum(len(self._pending[rid][1]) for rid in todo)
-        output_tokens = 0
+        tokens_before = self._collected_tokens
         try:
             while self._engine.has_unfinished():
-                before = len(self._finished)
                 done = self._collect(self._engine.step())
                 if bar is not None and done:
-                    output_tokens += sum(len(o.token_ids) for o in list(self._finished.values())[before:])
+                    output_tokens = self._collected_tokens - tokens_before
                     elapsed = max(time.perf_counter() - start, 1e-9)
                     bar.set_postfix_str(
                         f"est. speed input: {prompt_tokens / elapsed:.2f} toks/s, "
@@ -471,17 +489,19 @@ class LLM:
                     bar.update(done)
         except BaseException:
             for rid in self._pending:
-                if rid not in self._finished:
+                if not self._done(rid):
                     self._engine.abort(rid)
-            self._pending = {rid: r for rid, r in self._pending.items() if rid in self._finished}
-            self._checkers = {rid: c for rid, c in self._checkers.items() if rid in self._pending}
+            self._pending = {rid: r for rid, r in self._pending.items() if self._done(rid)}
+            self._finished = {rid: s for rid, s in self._finished.items() if rid in self._pending}
+            self._checkers = {key: c for key, c in self._checkers.items() if key[0] in self._pending}
             self._drain_aborted()
             raise
         finally:
             if bar is not None:
                 bar.close()
-        ids = sorted(rid for rid in self._pending if rid in self._finished)
-        checkers = {rid: self._checkers.pop(rid) for rid in ids if rid in self._checkers}
+        ids = sorted(rid for rid in self._pending if self._done(rid))
+        done_ids = set(ids)
+        checkers = {key: self._checkers.pop(key) for key in list(self._checkers) if key[0] in done_ids}
         outputs = self._make_outputs(ids, [self._pending[rid] for rid in ids], self._finished, checkers)
         for rid in ids:
             del self._pending[rid]
@@ -493,10 +513,10 @@ class LLM:
                                  sp.skip_special_tokens, sp.spaces_between_special_tokens)
 
     def _check_stop_strings(self, checker: StopStringChecker, out):
-        """Feeds a step's tokens to the request's stop strings; ends it on a match."""
+        """Feeds a step's tokens to the sample's stop strings; ends it on a match."""
         stopped_by_token = out.finished and out.finish_reason == _C.FinishReason.STOP
         if checker.update(out.new_token_ids, stopped_by_token) is not None and not out.finished:
-            out = self._engine.finish_request(out.request_id)
+            out = self._engine.finish_request(out.request_id, out.index)
         return out
 
     def _drain_aborted(self) -> None:
@@ -513,44 +533,49 @@ class LLM:
                 continue  # not one of ours: vLLM ignores unknown ids too
             if self._pending.pop(rid, None) is not None:
                 self._finished.pop(rid, None)
-                self._checkers.pop(rid, None)
+                self._checkers = {key: c for key, c in self._checkers.items() if key[0] != rid}
                 self._engine.abort(rid)
 
-    def _make_outputs(self, ids: list[int], requests, finished: dict[int, Any],
-                      checkers: dict[int, StopStringChecker]) -> list[RequestOutput]:
-        natives = [finished[rid] for rid in ids]
-        texts = self._decode_all(natives, [r[2] for r in requests])
-        token_text = self._token_text_table(natives, [r[2] for r in requests])
-        outputs = []
-        for rid, (prompt_text, prompt_ids, sp), native, text in zip(ids, requests, natives, texts):
+    def _make_outputs(self, ids: list[int], requests, finished: dict[int, dict[int, Any]],
+                      checkers: dict[tuple[int, int], StopStringChecker]) -> list[RequestOutput]:
+        # Every sample of every request, in request then index order (vLLM's outputs order).
+        keys = [(rid, i) for rid, r in zip(ids, requests) for i in range(r[2].n)]
+        natives = [finished[rid][i] for rid, i in keys]
+        params = [r[2] for r in requests for _ in range(r[2].n)]
+        texts = self._decode_all(natives, params)
+        token_text = self._token_text_table(natives, params)
+        completions: dict[int, list[CompletionOutput]] = {rid: [] for rid in ids}
+        prompt_logprobs: dict[int, Any] = {}
+        for (rid, index), sp, native, text in zip(keys, params, natives, texts):
             finish_reason = _FINISH_REASONS.get(native.finish_reason)
             stop_reason: int | str | None = native.stop_token_id
-            checker = checkers.get(rid)
+            checker = checkers.get((rid, index))
             if checker is not None and checker.stop_string is not None:
                 # A stop string ended it (it may also have hit a limit in the same step).
                 text, finish_reason, stop_reason = checker.text, "stop", checker.stop_string
             logprobs = (self._logprobs(native, token_text if sp.detokenize else {})
                         if sp.logprobs is not None else None)
-            prompt_logprobs = (self._prompt_logprobs(native, token_text if sp.detokenize else {})
-                               if sp.prompt_logprobs is not None else None)
-            completion = CompletionOutput(
-                index=0,
+            if index == 0:
+                prompt_logprobs[rid] = (self._prompt_logprobs(native, token_text if sp.detokenize else {})
+                                        if sp.prompt_logprobs is not None else None)
+            completions[rid].append(CompletionOutput(
+                index=index,
                 text=text,
                 token_ids=list(native.token_ids),
                 cumulative_logprob=native.cumulative_logprob if sp.logprobs is not None else None,
                 logprobs=logprobs,
                 finish_reason=finish_reason,
                 stop_reason=stop_reason,
-            )
-            outputs.append(RequestOutput(
-                request_id=str(rid),
-                prompt=prompt_text,
-                prompt_token_ids=list(prompt_ids),
-                prompt_logprobs=prompt_logprobs,
-                outputs=[completion],
-                finished=True,
             ))
-        return outputs
+        return [RequestOutput(
+            request_id=str(rid),
+            prompt=prompt_text,
+            prompt_token_ids=list(prompt_ids),
+            prompt_logprobs=prompt_logprobs.get(rid),
+            outputs=completions[rid],
+            finished=True,
+            num_cached_tokens=finished[rid][0].num_cached_tokens,
+        ) for rid, (prompt_text, prompt_ids, _) in zip(ids, requests)]
 
     def _decode_all(self, natives: list[Any], params: list[SamplingParams]) -> list[str]:
         """Detokenizes every finished request at once, grouped by decoding options.
@@ -671,7 +696,7 @@ class LLMEngine:
         self._llm._abort([request_ids] if isinstance(request_ids, str) else list(request_ids))
 
     def get_num_unfinished_requests(self) -> int:
-        return sum(1 for rid in self._llm._pending if rid not in self._llm._finished)
+        return sum(1 for rid in self._llm._pending if not self._llm._done(rid))
 
     def has_unfinished_requests(self) -> bool:
         return self.get_num_unfinished_requests() > 0

@@ -400,6 +400,33 @@ TEST_F(CpuOpsTest, WriteKvCacheStoresEachTokenAtItsSlot) {
   }
 }
 
+TEST_F(CpuOpsTest, CopyBlocksCopiesWholeBlocksOfEveryCacheInOrder) {
+  std::mt19937 rng(9);
+  const int64_t num_blocks = 5, block_size = 4, kv_heads = 2, head_dim = 8;
+  const size_t block_floats = static_cast<size_t>(block_size * kv_heads * head_dim);
+  std::vector<std::vector<float>> storage(3);
+  std::vector<Tensor> caches;
+  for (auto& s : storage) {
+    s = random_floats(rng, block_floats * num_blocks);
+    caches.emplace_back(s.data(), DType::kFloat32, std::vector<int64_t>{num_blocks, block_size, kv_heads, head_dim});
+  }
+  // Sequential semantics: block 1 receives what block 3 holds after 0 was copied into it.
+  const std::vector<std::pair<int32_t, int32_t>> copies = {{0, 3}, {3, 1}, {2, 2}};
+  std::vector<std::vector<float>> want = storage;
+  for (auto& w : want) {
+    for (const auto& [src, dst] : copies) {
+      std::copy_n(w.begin() + static_cast<std::ptrdiff_t>(src * block_floats), block_floats,
+                  w.begin() + static_cast<std::ptrdiff_t>(dst * block_floats));
+    }
+  }
+  backend->copy_blocks(caches, copies);
+  EXPECT_EQ(storage, want);
+  EXPECT_NE(storage[0], storage[1]);  // each cache copied within itself
+  EXPECT_THROW(backend->copy_blocks(caches, {{0, 5}}), InvalidArgument);
+  EXPECT_THROW(backend->copy_blocks(caches, {{-1, 2}}), InvalidArgument);
+  EXPECT_EQ(storage, want);  // a refused copy list copies nothing
+}
+
 struct AttentionCase {
   int64_t kv_heads, group, head_dim, block_size;
   int32_t sliding_window;

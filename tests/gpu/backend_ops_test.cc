@@ -338,6 +338,29 @@ TEST_P(BackendOpsTest, DummyWeightsMadeOnTheDeviceMatchTheHostStream) {
   expect_same(on_gpu.layers[0].down, on_cpu.layers[0].down, "down");
 }
 
+TEST_P(BackendOpsTest, CopyBlocksMatchesCpu) {
+  const DType dt = GetParam();
+  const int64_t num_blocks = 9, block_size = 16, kv_heads = 2, head_dim = 64;
+  const std::vector<int64_t> shape = {num_blocks, block_size, kv_heads, head_dim};
+  const std::vector<std::pair<int32_t, int32_t>> copies = {{0, 4}, {4, 7}, {8, 1}, {3, 3}};
+  std::vector<HostTensor> hosts = {rounded(random(shape)), rounded(random(shape))};
+  std::vector<Buffer> cpu_buffers, gpu_buffers;
+  std::vector<Tensor> cpu_caches, gpu_caches;
+  for (const HostTensor& h : hosts) {
+    cpu_buffers.push_back(cpu_->upload(h));
+    cpu_caches.push_back(cpu_buffers.back().as(DType::kFloat32, shape));
+    gpu_buffers.push_back(gpu_->upload(h));
+    gpu_caches.push_back(gpu_buffers.back().as(dt, shape));
+  }
+  cpu_->copy_blocks(cpu_caches, copies);
+  gpu_->copy_blocks(gpu_caches, copies);
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    std::vector<float> want(static_cast<size_t>(hosts[i].numel()));
+    std::memcpy(want.data(), cpu_buffers[i].data(), want.size() * sizeof(float));
+    EXPECT_EQ(on_gpu(gpu_buffers[i], shape, dt), want) << "cache " << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, BackendOpsTest,
                          ::testing::Values(DType::kFloat32, DType::kFloat16, DType::kBFloat16),
                          [](const auto& info) { return dtype_name(info.param); });

@@ -254,9 +254,9 @@ def test_beam_search_with_queued_requests_raises_and_leaves_them_queued(llm, sti
 # ---- generate() options octavo refuses rather than ignores --------------------------
 
 
-def test_n_above_one_raises_naming_n(llm, still_serves):
-    with pytest.raises(ValueError, match="n=2"):
-        llm.generate({"prompt_token_ids": PROBE}, SamplingParams(n=2), use_tqdm=False)
+def test_best_of_above_n_raises_naming_it(llm, still_serves):
+    with pytest.raises(ValueError, match="best_of=3"):
+        llm.generate({"prompt_token_ids": PROBE}, SamplingParams(n=2, best_of=3), use_tqdm=False)
     still_serves()
 
 
@@ -331,8 +331,8 @@ def test_lora_request_raises(llm, still_serves):
 
 def test_unsupported_option_in_second_prompt_params_runs_nothing(llm, still_serves):
     steps_before = llm._engine.stats().num_steps
-    params = [SamplingParams(max_tokens=2), SamplingParams(max_tokens=2, n=3)]
-    with pytest.raises(ValueError, match="n=3"):
+    params = [SamplingParams(max_tokens=2), SamplingParams(max_tokens=2, n=2, best_of=3)]
+    with pytest.raises(ValueError, match="best_of=3"):
         llm.generate([{"prompt_token_ids": [5]}, {"prompt_token_ids": [6]}], params, use_tqdm=False)
     assert llm._engine.stats().num_steps == steps_before
     still_serves()
@@ -518,7 +518,7 @@ def test_swap_space_warns_deprecation_and_llm_works(model_dir, probe_reference):
 
 @pytest.mark.parametrize(
     "option, value",
-    [("tensor_parallel_size", 2), ("quantization", "awq"), ("enable_prefix_caching", True),
+    [("tensor_parallel_size", 2), ("quantization", "awq"),
      ("scheduling_policy", "lottery"), ("load_format", "pt"), ("pipeline_parallel_size", 2)],
 )
 def test_known_but_unsupported_option_raises_value_error_naming_it(model_dir, option, value):
@@ -528,6 +528,13 @@ def test_known_but_unsupported_option_raises_value_error_naming_it(model_dir, op
         LLM(model_dir, **{option: value})
     assert option in str(excinfo.value)
     assert repr(value) in str(excinfo.value) or str(value) in str(excinfo.value)
+
+
+def test_enable_prefix_caching_must_be_a_bool_or_none(model_dir):
+    from octavo import LLM
+
+    with pytest.raises(ValueError, match="enable_prefix_caching.*'yes'"):
+        LLM(model_dir, enable_prefix_caching="yes")
 
 
 @pytest.mark.parametrize("option", ["max_num_seqs", "block_size", "max_model_len",

@@ -122,3 +122,19 @@ def test_prompt_logprobs_of_a_text_prompt_without_detokenize_have_no_text(model_
     ref = hf_logprobs(model_dir, [ids], 1)[0]
     check_prompt_logprobs(out, ref, 2)
     assert all(lp.decoded_token is None for position in out.prompt_logprobs[1:] for lp in position.values())
+
+
+def test_prompt_logprobs_of_a_prompt_already_in_the_prefix_cache(model_dir, prompts, references):
+    """A request asking prompt_logprobs reuses no cached blocks (as vLLM), so every position
+    is still scored, while the same prompt without prompt_logprobs does hit the cache."""
+    llm = LLM(model_dir, max_model_len=64, block_size=4, enable_prefix_caching=True)
+    long_prompt, ref = prompts[-1], references[-1]
+    assert len(long_prompt) >= 9
+    plain = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, ignore_eos=True)
+    llm.generate({"prompt_token_ids": long_prompt}, plain, use_tqdm=False)  # fills the cache
+    out = llm.generate({"prompt_token_ids": long_prompt}, params(), use_tqdm=False)[0]
+    assert out.num_cached_tokens == 0
+    check_prompt_logprobs(out, ref, TOP_N)
+    again = llm.generate({"prompt_token_ids": long_prompt}, plain, use_tqdm=False)[0]
+    assert again.num_cached_tokens > 0
+    assert again.outputs[0].token_ids == out.outputs[0].token_ids

@@ -37,6 +37,10 @@ struct EngineConfig {
   // "fcfs" or "priority" (vLLM's): with "priority" the queue runs lower priority values
   // first (FCFS among equals) and preemption evicts the lowest-priority, newest request.
   std::string scheduling_policy = "fcfs";
+  // Automatic prefix caching (vLLM's, on by default): full KV blocks are found by a hash of
+  // their tokens and everything before them, shared across requests, kept after their
+  // requests finish and evicted least-recently-used when blocks run short.
+  bool enable_prefix_caching = true;
   int32_t max_logprobs = 20;
   uint64_t seed = 0;
   int32_t num_threads = 0;             // CPU threads; 0: all cores
@@ -56,8 +60,11 @@ struct PositionLogprobs {
   std::vector<float> top_logprobs;
 };
 
+// The output of one sample of a request (a request with n > 1 has n, told apart by index):
+// its final output when it ends, and partial ones before that with report_new_tokens.
 struct RequestOutput {
   uint64_t request_id = 0;
+  int32_t index = 0;                      // which of the request's n samples (0..n-1)
   std::vector<int32_t> prompt_token_ids;
   std::vector<int32_t> token_ids;         // generated tokens
   std::vector<PositionLogprobs> logprobs; // one per generated token when requested
@@ -70,6 +77,7 @@ struct RequestOutput {
   // previous output. An unfinished output carries only these (token_ids stays empty).
   std::vector<int32_t> new_token_ids;
   bool finished = false;
+  int32_t num_cached_tokens = 0;          // prompt tokens it did not compute (prefix cache or fork)
 };
 
 // What the model and the memory plan came to, for callers that validate input.
@@ -98,7 +106,12 @@ struct EngineStats {
   int64_t num_generated_tokens = 0;
   int32_t num_running = 0;
   int32_t num_waiting = 0;
-  int32_t num_free_blocks = 0;
+  int32_t num_free_blocks = 0;   // cached but unused blocks count as free (evicted on demand)
+  // Prefix cache, in tokens, once per admission (vLLM's prefix_cache_queries and _hits).
+  int64_t num_prefix_cache_requests = 0;
+  int64_t num_prefix_cache_queries = 0;
+  int64_t num_prefix_cache_hits = 0;
+  int32_t num_cached_blocks = 0;  // blocks whose content the prefix cache can find
 };
 
 class Engine {
@@ -111,6 +124,9 @@ class Engine {
   // Queues a request. Throws InvalidArgument for a duplicate id, an empty prompt,
   // a token outside the vocabulary, a prompt longer than max_model_len, bad params, or a
   // non-zero priority without scheduling_policy "priority".
+  // Queues a request (params.n samples of it). Throws InvalidArgument for a duplicate id,
+  // an empty prompt, a token outside the vocabulary, a prompt longer than max_model_len,
+  // or bad params.
   void add_request(uint64_t request_id, std::vector<int32_t> prompt_token_ids,
                    const SamplingParams& params, int64_t priority = 0);
 
@@ -119,15 +135,20 @@ class Engine {
   // with report_new_tokens that gained a token in this step.
   std::vector<RequestOutput> step();
 
-  // Ends a request for a stop condition the caller found (a stop string): it finishes with
-  // FinishReason::kStop and no stop_token_id, its blocks return to the pool at once, and
-  // its final output is returned here (step() does not report it again). std::nullopt if
-  // the id is unknown (finished already, say).
-  std::optional<RequestOutput> finish_request(uint64_t request_id);
+  // Ends sample `index` of a request for a stop condition the caller found (a stop string):
+  // it finishes with FinishReason::kStop and no stop_token_id, its blocks return to the pool at
+  // once, and its final output is returned here (step() does not report it again).
+  // std::nullopt if the request or sample is unknown or already finished.
+  std::optional<RequestOutput> finish_request(uint64_t request_id, int32_t index = 0);
 
-  // Removes a queued or running request and frees its blocks; step() reports it with kAbort.
-  // Returns false if the id is unknown (already finished, say).
+  // Removes a queued or running request and frees its blocks; step() reports each of its
+  // unfinished samples with kAbort. Returns false if the id is unknown (already finished, say).
   bool abort(uint64_t request_id);
+
+  // Empties the prefix cache (vLLM's reset_prefix_cache). Returns false, changing nothing,
+  // while requests hold blocks, unless reset_running_requests preempts them first (they are
+  // recomputed later).
+  bool reset_prefix_cache(bool reset_running_requests = false);
 
   bool has_unfinished() const;
   const EngineInfo& info() const;

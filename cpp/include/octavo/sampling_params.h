@@ -10,6 +10,7 @@
 namespace octavo {
 
 struct SamplingParams {
+  int32_t n = 1;                    // samples of the prompt, sharing its KV blocks; >= 1
   float temperature = 1.0f;         // 0 means greedy
   float top_p = 1.0f;               // (0, 1]
   int32_t top_k = 0;                // 0 or -1: disabled

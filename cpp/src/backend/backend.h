@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -137,6 +138,12 @@ class Backend {
   // head_dim] at slot_mapping[tokens] (slot = block * block_size + offset).
   virtual void write_kv_cache(const Tensor& k, const Tensor& v, const int64_t* slot_mapping,
                               Tensor& k_cache, Tensor& v_cache) = 0;
+
+  // For each (src, dst) in copies, in order, block dst of every cache becomes a copy of block
+  // src. caches: tensors [num_blocks, block_size, kv_heads, head_dim] (every layer's keys and
+  // values); copies: block ids, in host memory. Copy-on-write of KV blocks that samples share.
+  virtual void copy_blocks(const std::vector<Tensor>& caches,
+                           const std::vector<std::pair<int32_t, int32_t>>& copies) = 0;
 
   // Causal attention of q [tokens, q_heads, head_dim] over each row's cached keys/values
   // (this step's included). sliding_window > 0 limits each query to the last

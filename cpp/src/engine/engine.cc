@@ -93,13 +93,22 @@ class Engine::Impl {
   void add_request(uint64_t id, std::vector<int32_t> prompt, const SamplingParams& params, int64_t priority);
   std::vector<RequestOutput> step();
   bool abort(uint64_t id);
-  std::optional<RequestOutput> finish_request(uint64_t id);
+  std::optional<RequestOutput> finish_request(uint64_t id, int32_t index);
+  bool reset_prefix_cache(bool reset_running_requests);
   bool has_unfinished() const { return scheduler_->has_unfinished() || !pending_outputs_.empty(); }
   EngineStats stats() const;
 
   EngineInfo info;
 
  private:
+  // A caller's request: its n samples in index order, alive until the last is reported
+  // (samples fork from sample 0, so it outlives its own end).
+  struct Group {
+    std::vector<std::unique_ptr<Request>> samples;
+    int32_t num_done = 0;
+    bool released = true;  // samples 1..n-1 handed to the scheduler
+  };
+
   // Throws InvalidArgument when the weights cannot fit in the device share the user allows.
   void check_weights_fit(const ModelConfig& mc) const;
   // One forward of the largest step (on devices only), before the KV cache is planned.
@@ -110,22 +119,26 @@ class Engine::Impl {
   // entries to their requests.
   void add_prompt_logprobs();
   RequestOutput make_output(Request& r) const;
+  // Copy-on-write of shared KV blocks that this step's allocations decided.
+  void copy_blocks();
 
   EngineConfig config_;
   ModelConfig model_config_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<DecoderModel> model_;
   KVCache kv_cache_;
+  std::vector<Tensor> kv_layers_;  // every layer's keys and values, for block copies
   std::unique_ptr<KVCacheManager> kv_manager_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Sampler> sampler_;
   std::unique_ptr<StepInputs> step_inputs_;
   std::unique_ptr<DecodeGraphs> decode_graphs_;  // null with enforce_eager
-  std::map<uint64_t, std::unique_ptr<Request>> requests_;
+  std::map<uint64_t, Group> groups_;  // by the caller's request id
   std::vector<RequestOutput> pending_outputs_;
   std::vector<const Request*> sampling_rows_;
   std::vector<PromptLogprobsRow> prompt_logprob_rows_;
   uint64_t next_arrival_ = 0;
+  uint64_t next_seq_id_ = 0;
   EngineStats stats_;
 };
 
@@ -192,7 +205,10 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
   }
   if (num_blocks > INT32_MAX) throw InvalidArgument("kv_cache_memory_bytes is too large");
   kv_cache_ = model_->allocate_kv_cache(static_cast<int32_t>(num_blocks), block_size);
-  kv_manager_ = std::make_unique<KVCacheManager>(static_cast<int32_t>(num_blocks), block_size);
+  kv_layers_ = kv_cache_.keys;
+  kv_layers_.insert(kv_layers_.end(), kv_cache_.values.begin(), kv_cache_.values.end());
+  kv_manager_ = std::make_unique<KVCacheManager>(static_cast<int32_t>(num_blocks), block_size,
+                                                 config_.enable_prefix_caching);
 
   SchedulerConfig sc;
   sc.policy = policy;
@@ -266,7 +282,7 @@ void Engine::Impl::profile_largest_step(int32_t budget, int32_t max_model_len, i
 
 void Engine::Impl::add_request(uint64_t id, std::vector<int32_t> prompt, const SamplingParams& params,
                                int64_t priority) {
-  if (requests_.count(id) != 0) throw InvalidArgument("request id " + std::to_string(id) + " is already in use");
+  if (groups_.count(id) != 0) throw InvalidArgument("request id " + std::to_string(id) + " is already in use");
   if (priority != 0 && config_.scheduling_policy != "priority") {
     throw InvalidArgument("Got priority " + std::to_string(priority) + " but Priority scheduling is not enabled.");
   }
@@ -284,20 +300,31 @@ void Engine::Impl::add_request(uint64_t id, std::vector<int32_t> prompt, const S
   }
   params.validate(info.vocab_size, config_.max_logprobs);
 
-  auto r = std::make_unique<Request>();
-  r->id = id;
-  r->arrival = next_arrival_++;
-  r->num_prompt_tokens = static_cast<int32_t>(prompt.size());
-  r->token_ids = std::move(prompt);
-  r->params = params;
-  r->priority = priority;
-  r->seed = params.seed ? *params.seed : mix64(config_.seed ^ mix64(r->arrival));
-  for (const auto& [token, bias] : params.logit_bias) {
-    r->logit_bias_tokens.push_back(token);
-    r->logit_bias_values.push_back(bias);
+  // vLLM v1: sample i of a seeded request draws as a request seeded with seed + i would.
+  const uint64_t base_seed = params.seed ? *params.seed : mix64(config_.seed ^ mix64(next_arrival_));
+  Group group;
+  for (int32_t i = 0; i < params.n; ++i) {
+    auto r = std::make_unique<Request>();
+    r->id = next_seq_id_++;
+    r->request_id = id;
+    r->index = i;
+    r->arrival = next_arrival_++;
+    r->num_prompt_tokens = static_cast<int32_t>(prompt.size());
+    r->token_ids = prompt;
+    r->params = params;
+    r->priority = priority;
+    r->seed = base_seed + static_cast<uint64_t>(i);
+    for (const auto& [token, bias] : params.logit_bias) {
+      r->logit_bias_tokens.push_back(token);
+      r->logit_bias_values.push_back(bias);
+    }
+    if (i > 0) r->fork_source = group.samples.front().get();
+    group.samples.push_back(std::move(r));
   }
-  scheduler_->add_request(r.get());
-  requests_.emplace(id, std::move(r));
+  // Samples 1..n-1 wait until sample 0 has computed the prompt, then fork its blocks.
+  group.released = params.n == 1;
+  scheduler_->add_request(group.samples.front().get());
+  groups_.emplace(id, std::move(group));
 }
 
 void Engine::Impl::add_prompt_logprobs() {
@@ -314,7 +341,8 @@ void Engine::Impl::add_prompt_logprobs() {
     const std::vector<SampleResult> scored = backend_->compute_logprobs(logits, rows);
     for (int32_t i = 0; i < count; ++i) {
       const SampleResult& s = scored[static_cast<size_t>(i)];
-      Request& r = *requests_.at(prompt_logprob_rows_[static_cast<size_t>(first + i)].request->id);
+      const Request* row = prompt_logprob_rows_[static_cast<size_t>(first + i)].request;
+      Request& r = *groups_.at(row->request_id).samples.at(static_cast<size_t>(row->index));
       PositionLogprobs lp;
       lp.sampled_token = s.token;
       lp.sampled_logprob = s.logprob;
@@ -354,7 +382,9 @@ void Engine::Impl::append_token(Request& r, const SampleResult& s) {
 
 RequestOutput Engine::Impl::make_output(Request& r) const {
   RequestOutput out;
-  out.request_id = r.id;
+  out.request_id = r.request_id;
+  out.index = r.index;
+  out.num_cached_tokens = std::max(0, r.num_cached_tokens);
   out.prompt_token_ids.assign(r.token_ids.begin(), r.token_ids.begin() + r.num_prompt_tokens);
   out.token_ids.assign(r.token_ids.begin() + r.num_prompt_tokens, r.token_ids.end());
   out.logprobs = std::move(r.logprobs);
@@ -373,6 +403,7 @@ std::vector<RequestOutput> Engine::Impl::step() {
   stats_.num_preemptions += static_cast<int64_t>(scheduled.preempted.size());
   if (scheduled.empty()) return outputs;
   ++stats_.num_steps;
+  copy_blocks();
 
   Tensor logits;
   if (decode_graphs_ && decode_graphs_->can_run(scheduled)) {
@@ -396,48 +427,72 @@ std::vector<RequestOutput> Engine::Impl::step() {
     }
   }
   scheduler_->update_from_output(scheduled);
+  std::vector<uint64_t> done;
   for (size_t i = 0; i < sampling_rows_.size(); ++i) {
-    Request& r = *requests_.at(sampling_rows_[i]->id);
+    Group& group = groups_.at(sampling_rows_[i]->request_id);
+    Request& r = *group.samples.at(static_cast<size_t>(sampling_rows_[i]->index));
     append_token(r, samples[i]);
+    if (!group.released) {
+      // Sample 0 just computed the prompt. The others go ahead of the queue so that they
+      // are admitted while it still holds the blocks they fork.
+      for (size_t k = group.samples.size() - 1; k > 0; --k) scheduler_->add_request_front(group.samples[k].get());
+      group.released = true;
+    }
     if (r.finish_reason != FinishReason::kNone) {
       r.status = RequestStatus::kFinished;
       scheduler_->finish(&r);
       outputs.push_back(make_output(r));
       if (r.params.report_new_tokens) outputs.back().new_token_ids.push_back(samples[i].token);
-      const uint64_t id = r.id;
-      requests_.erase(id);
+      if (++group.num_done == static_cast<int32_t>(group.samples.size())) done.push_back(r.request_id);
     } else if (r.params.report_new_tokens) {
       RequestOutput partial;
-      partial.request_id = r.id;
+      partial.request_id = r.request_id;
+      partial.index = r.index;
       partial.new_token_ids.push_back(samples[i].token);
       outputs.push_back(std::move(partial));
     }
   }
+  for (uint64_t id : done) groups_.erase(id);
   return outputs;
 }
 
+void Engine::Impl::copy_blocks() {
+  const std::vector<std::pair<int32_t, int32_t>> copies = kv_manager_->take_block_copies();
+  if (!copies.empty()) backend_->copy_blocks(kv_layers_, copies);
+}
+
 bool Engine::Impl::abort(uint64_t id) {
-  auto it = requests_.find(id);
-  if (it == requests_.end()) return false;
-  Request& r = *it->second;
-  scheduler_->abort(id);
-  r.finish_reason = FinishReason::kAbort;
-  r.status = RequestStatus::kFinished;
-  pending_outputs_.push_back(make_output(r));
-  requests_.erase(it);
+  auto it = groups_.find(id);
+  if (it == groups_.end()) return false;
+  for (const std::unique_ptr<Request>& sample : it->second.samples) {
+    Request& r = *sample;
+    if (r.status == RequestStatus::kFinished) continue;  // reported when it finished
+    scheduler_->abort(r.id);  // false for a sample not yet released: it holds nothing
+    r.finish_reason = FinishReason::kAbort;
+    r.status = RequestStatus::kFinished;
+    pending_outputs_.push_back(make_output(r));
+  }
+  groups_.erase(it);
   return true;
 }
 
-std::optional<RequestOutput> Engine::Impl::finish_request(uint64_t id) {
-  auto it = requests_.find(id);
-  if (it == requests_.end()) return std::nullopt;
-  Request& r = *it->second;
-  scheduler_->abort(id);
+std::optional<RequestOutput> Engine::Impl::finish_request(uint64_t id, int32_t index) {
+  auto it = groups_.find(id);
+  if (it == groups_.end() || index < 0 || index >= static_cast<int32_t>(it->second.samples.size())) return std::nullopt;
+  Group& group = it->second;
+  Request& r = *group.samples[static_cast<size_t>(index)];
+  if (r.status == RequestStatus::kFinished) return std::nullopt;
+  scheduler_->abort(r.id);
   r.finish_reason = FinishReason::kStop;
   r.status = RequestStatus::kFinished;
   RequestOutput out = make_output(r);
-  requests_.erase(it);
+  if (++group.num_done == static_cast<int32_t>(group.samples.size())) groups_.erase(it);
   return out;
+}
+
+bool Engine::Impl::reset_prefix_cache(bool reset_running_requests) {
+  if (reset_running_requests) stats_.num_preemptions += scheduler_->preempt_all();
+  return kv_manager_->reset_prefix_cache();
 }
 
 EngineStats Engine::Impl::stats() const {
@@ -445,6 +500,11 @@ EngineStats Engine::Impl::stats() const {
   s.num_running = scheduler_->num_running();
   s.num_waiting = scheduler_->num_waiting();
   s.num_free_blocks = kv_manager_->num_free_blocks();
+  const PrefixCacheStats& prefix = kv_manager_->prefix_cache_stats();
+  s.num_prefix_cache_requests = prefix.num_requests;
+  s.num_prefix_cache_queries = prefix.num_queried_tokens;
+  s.num_prefix_cache_hits = prefix.num_hit_tokens;
+  s.num_cached_blocks = kv_manager_->pool().num_cached();
   return s;
 }
 
@@ -457,7 +517,12 @@ void Engine::add_request(uint64_t request_id, std::vector<int32_t> prompt_token_
 }
 std::vector<RequestOutput> Engine::step() { return impl_->step(); }
 bool Engine::abort(uint64_t request_id) { return impl_->abort(request_id); }
-std::optional<RequestOutput> Engine::finish_request(uint64_t request_id) { return impl_->finish_request(request_id); }
+std::optional<RequestOutput> Engine::finish_request(uint64_t request_id, int32_t index) {
+  return impl_->finish_request(request_id, index);
+}
+bool Engine::reset_prefix_cache(bool reset_running_requests) {
+  return impl_->reset_prefix_cache(reset_running_requests);
+}
 bool Engine::has_unfinished() const { return impl_->has_unfinished(); }
 const EngineInfo& Engine::info() const { return impl_->info; }
 EngineStats Engine::stats() const { return impl_->stats(); }

@@ -28,6 +28,7 @@ template <typename T>
 }  // namespace
 
 void SamplingParams::validate(int32_t vocab_size, int32_t max_logprobs) const {
+  if (n < 1) fail("n", n, "at least 1");
   if (!(temperature >= 0.0f)) fail("temperature", temperature, "non-negative");
   if (!(top_p > 0.0f && top_p <= 1.0f)) fail("top_p", top_p, "in (0, 1]");
   if (top_k < -1) fail("top_k", top_k, "-1, 0 (disabled) or at least 1");

@@ -1,5 +1,6 @@
-// Request: one prompt's life in the engine. Its computed-token count catches up with its
-// token count (prompt plus generated); there is no separate prefill or decode phase.
+// Request: one sequence's life in the engine: one prompt and one sample of it (a caller's
+// request with n > 1 is n of these, sharing request_id). Its computed-token count catches up
+// with its token count (prompt plus generated); there is no separate prefill or decode phase.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +15,12 @@ namespace octavo {
 enum class RequestStatus { kWaiting, kRunning, kFinished };
 
 struct Request {
-  uint64_t id = 0;
+  uint64_t id = 0;                      // unique per sequence: the scheduler's and KV manager's key
+  uint64_t request_id = 0;              // the caller's id, shared by the n samples of a request
+  int32_t index = 0;                    // which of the n samples
+  // Sample 0 of the same request, whose prompt blocks this sample shares while that one runs
+  // with its prompt computed (n > 1); null otherwise. The engine keeps it alive.
+  const Request* fork_source = nullptr;
   uint64_t arrival = 0;                 // FCFS order; kept across preemption
   int64_t priority = 0;                 // scheduling_policy "priority": lower runs first
   std::vector<int32_t> token_ids;       // prompt, then generated tokens
@@ -22,6 +28,7 @@ struct Request {
   int64_t num_computed_tokens = 0;      // tokens whose K/V sit in the cache
   RequestStatus status = RequestStatus::kWaiting;
   int32_t num_preemptions = 0;
+  int32_t num_cached_tokens = -1;       // tokens found computed at first admission; -1 before
 
   SamplingParams params;
   uint64_t seed = 0;                    // resolved: params.seed or derived from the engine seed

@@ -73,10 +73,43 @@ void Scheduler::enqueue(Request* request, bool preempted) {
   ++num_preempted_in_step_;
 }
 
+void Scheduler::add_request_front(Request* request) {
+  if (request == nullptr) throw InvalidArgument("Scheduler::add_request_front: null request");
+  request->status = RequestStatus::kWaiting;
+  // Under kPriority the queue's order is (priority, arrival) for everyone; the samples carry
+  // sample 0's priority and arrivals right after its own, which puts them ahead of later work.
+  if (config_.policy == SchedulingPolicy::kPriority) {
+    enqueue(request, /*preempted=*/false);
+  } else {
+    waiting_.push_front(request);
+  }
+}
+
+ComputedBlocks Scheduler::computed_blocks_for(const Request& request) {
+  // Prompt logprobs need the logits of every prompt position, so such a request reuses
+  // nothing (as vLLM, which skips the prefix cache for them); its blocks are still cached.
+  if (request.params.prompt_logprobs >= 0) return ComputedBlocks{};
+  ComputedBlocks cached = kv_cache_.get_computed_blocks(request.id, request.token_ids);
+  // A sample forks all but the last prompt token from sample 0 (partial block included),
+  // once that one's prompt is computed; the last token is its own, for its own logits.
+  // The partial block is copied before the step's forward, so its tokens must have been
+  // written by an earlier step's.
+  const Request* source = request.fork_source;
+  const int64_t shared = request.num_prompt_tokens - 1;
+  if (source != nullptr && source->status == RequestStatus::kRunning &&
+      source->num_computed_tokens >= shared && shared > cached.num_tokens &&
+      std::find(admitted_in_step_.begin(), admitted_in_step_.end(), source) == admitted_in_step_.end()) {
+    ComputedBlocks forked = kv_cache_.get_forked_blocks(source->id, shared);
+    if (!forked.blocks.empty()) return forked;
+  }
+  return cached;
+}
+
 SchedulerOutput Scheduler::schedule() {
   SchedulerOutput out;
   int32_t token_budget = config_.max_num_batched_tokens;
   num_preempted_in_step_ = 0;
+  admitted_in_step_.clear();
 
   // Running requests first, in admission order. The request the policy ranks first is
   // never a victim while others run, so it always gets its blocks: every request finishes.
@@ -96,7 +129,7 @@ SchedulerOutput Scheduler::schedule() {
       continue;
     }
     bool scheduled = true;
-    while (!kv_cache_.allocate_slots(request->id, request->num_computed_tokens + num_new)) {
+    while (!kv_cache_.allocate_slots(request->id, request->token_ids, request->num_computed_tokens, num_new)) {
       Request* victim = preemption_victim();
       const auto victim_index = static_cast<size_t>(
           std::find(running_.begin(), running_.end(), victim) - running_.begin());
@@ -132,15 +165,21 @@ SchedulerOutput Scheduler::schedule() {
     while (!waiting_.empty() && static_cast<int32_t>(running_.size()) < config_.max_num_seqs &&
            token_budget > 0) {
       Request* request = waiting_.front();
-      int64_t num_new = request->num_tokens() - request->num_computed_tokens;
+      // Waiting requests hold no blocks (preemption freed them), so num_computed_tokens is 0.
+      const ComputedBlocks computed = computed_blocks_for(*request);
+      const int64_t num_computed = computed.num_tokens;
+      int64_t num_new = request->num_tokens() - num_computed;
       if (num_new > token_budget) {
         // Queue order holds: a later, smaller prompt does not jump the queue.
         if (!config_.enable_chunked_prefill) break;
         num_new = token_budget;
       }
       // Admissions never preempt: a waiting request has no claim over running ones.
-      if (!kv_cache_.allocate_slots(request->id, request->num_computed_tokens + num_new)) break;
+      if (!kv_cache_.allocate_slots(request->id, request->token_ids, num_computed, num_new, computed)) break;
       waiting_.pop_front();
+      request->num_computed_tokens = num_computed;
+      if (request->num_cached_tokens < 0) request->num_cached_tokens = static_cast<int32_t>(num_computed);
+      admitted_in_step_.push_back(request);
       request->status = RequestStatus::kRunning;
       running_.push_back(request);
       out.scheduled.push_back({request, static_cast<int32_t>(num_new)});
@@ -180,10 +219,23 @@ Request* Scheduler::preemption_victim() const {
   return *std::max_element(running_.begin(), running_.end(), runs_before);
 }
 
+int32_t Scheduler::preempt_all() {
+  num_preempted_in_step_ = 0;
+  int32_t n = 0;
+  // In the order the block-shortage path would take them; enqueue() keeps the queue's order.
+  while (!running_.empty()) {
+    preempt(preemption_victim());
+    ++n;
+  }
+  return n;
+}
+
 void Scheduler::preempt(Request* request) {
   auto it = std::find(running_.begin(), running_.end(), request);
   if (it != running_.end()) running_.erase(it);
-  kv_cache_.free(request->id);
+  // Under kPriority the victim may have had slots allocated in this step that its forward
+  // will now never write: the KV manager must not keep them findable in the prefix cache.
+  kv_cache_.free(request->id, request->num_computed_tokens);
   request->num_computed_tokens = 0;
   request->status = RequestStatus::kWaiting;
   ++request->num_preemptions;

@@ -6,7 +6,9 @@
 // When the KV cache runs out of blocks, a running request is preempted (the newest; under
 // kPriority the one with the largest priority value, the newest among those): its blocks
 // are freed and it goes back to the queue to be recomputed. No request is ever dropped.
-// Decode and prefill rows share a step.
+// Decode and prefill rows share a step. A request admitted from the queue starts from what
+// the KV-cache manager already holds for it: the prompt blocks of the sample it was forked
+// from (n > 1), or its leading blocks found in the prefix cache.
 #pragma once
 
 #include <cstddef>
@@ -52,6 +54,9 @@ class Scheduler {
   // The scheduler borrows the request; the caller owns it until finish() or abort().
   // Under kFcfs a non-zero request->priority throws InvalidArgument.
   void add_request(Request* request);
+  // Queues the request ahead of everything waiting: for the samples of a request that is
+  // already running, so that they are admitted while it still holds the blocks they share.
+  void add_request_front(Request* request);
   SchedulerOutput schedule();
   // After the forward: advances num_computed_tokens of every scheduled request.
   void update_from_output(const SchedulerOutput& output);
@@ -59,6 +64,8 @@ class Scheduler {
   void finish(Request* request);
   // Removes a waiting or running request by id and frees its blocks; false if unknown.
   bool abort(uint64_t request_id);
+  // Preempts every running request (they recompute later); returns how many.
+  int32_t preempt_all();
 
   int32_t num_waiting() const { return static_cast<int32_t>(waiting_.size()); }
   int32_t num_running() const { return static_cast<int32_t>(running_.size()); }
@@ -71,6 +78,8 @@ class Scheduler {
   void preempt(Request* request);
   // Puts a request into waiting_ at its place under the policy.
   void enqueue(Request* request, bool preempted);
+  // What a waiting request (holding no blocks) can start from.
+  ComputedBlocks computed_blocks_for(const Request& request);
   bool remove(uint64_t request_id);
 
   SchedulerConfig config_;
@@ -81,6 +90,9 @@ class Scheduler {
   // kFcfs: how many requests at the front of waiting_ were preempted during the current
   // schedule(); they are kept in arrival order among themselves.
   size_t num_preempted_in_step_ = 0;
+  // Requests admitted during the current schedule(): their blocks may include prefix-cache
+  // hits that this step's forward has yet to write, so nothing may fork from them yet.
+  std::vector<const Request*> admitted_in_step_;
 };
 
 }  // namespace octavo

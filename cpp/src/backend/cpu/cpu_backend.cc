@@ -266,6 +266,32 @@ class CpuBackend final : public Backend {
     cpu::write_kv_cache(k, v, slot_mapping, k_cache, v_cache, num_threads_);
   }
 
+  void copy_blocks(const std::vector<Tensor>& caches,
+                   const std::vector<std::pair<int32_t, int32_t>>& copies) override {
+    const char* op = "copy_blocks";
+    for (const Tensor& cache : caches) {
+      require(cache.shape.size() == 4 && cache.contiguous(), op,
+              "each cache must be a contiguous [num_blocks, block_size, kv_heads, head_dim] tensor");
+      for (const auto& [src, dst] : copies) {
+        require(src >= 0 && src < cache.rows() && dst >= 0 && dst < cache.rows(), op,
+                "block copy " + std::to_string(src) + " -> " + std::to_string(dst) + " outside the cache's " +
+                    std::to_string(cache.rows()) + " blocks");
+      }
+    }
+    // Pairs run in order (a later pair may read a block an earlier one wrote); layers are
+    // independent, so they are what runs in parallel.
+    const int64_t num_caches = static_cast<int64_t>(caches.size());
+#pragma omp parallel for num_threads(num_threads_) if (num_caches > 1)
+    for (int64_t c = 0; c < num_caches; ++c) {
+      const Tensor& cache = caches[static_cast<size_t>(c)];
+      const size_t block_bytes = static_cast<size_t>(cache.row_size()) * dtype_size(cache.dtype);
+      char* base = static_cast<char*>(cache.data);
+      for (const auto& [src, dst] : copies) {
+        if (src != dst) std::memcpy(base + dst * block_bytes, base + src * block_bytes, block_bytes);
+      }
+    }
+  }
+
   void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                        const AttentionMetadata& meta, float scale, int32_t sliding_window,
                        Tensor& out) override {
