@@ -167,6 +167,33 @@ def test_sharegpt_repeats_requests_when_the_file_has_too_few(make_model, tmp_pat
     assert [r.expected_output_len for r in fixed] == [5, 5, 5]
 
 
+@pytest.mark.parametrize("caching", [True, False])
+def test_throughput_shared_prefix_is_computed_once_with_prefix_caching(make_model, capsys, tmp_path, caching):
+    model = make_model("llama")
+    flag = "--enable-prefix-caching" if caching else "--no-enable-prefix-caching"
+    _, result = _run(["throughput", "--model", model, "--num-prompts", "6", "--input-len", "5", "--output-len", "2",
+                      "--prefix-len", "32", "--max-num-seqs", "2", flag, "--disable-tqdm"],
+                     capsys, tmp_path / "p.json")
+    assert result["total_num_tokens"] == 6 * (32 + 5 + 2)
+    if caching:
+        # The first request computes the two full prefix blocks; the five others find them.
+        assert result["prefix_cache_hits"] == 5 * 32
+        assert result["prompt_tokens_computed"] == 6 * 37 - 5 * 32
+    else:
+        assert result["prefix_cache_hits"] == 0
+        assert result["prompt_tokens_computed"] == 6 * 37
+
+
+def test_random_requests_share_the_prefix_and_keep_their_own_tokens():
+    token_ids = np.arange(4, 1000)
+    requests = random_requests(4, 6, 3, token_ids=token_ids, seed=1, prefix_len=10)
+    assert all(r.prompt_len == 16 for r in requests)
+    assert len({tuple(r.prompt_token_ids[:10]) for r in requests}) == 1
+    assert len({tuple(r.prompt_token_ids[10:]) for r in requests}) == 4
+    with pytest.raises(ValueError, match="prefix_len"):
+        random_requests(4, 6, 3, token_ids=token_ids, prefix_len=-1)
+
+
 def test_random_requests_lengths_stay_in_range_and_repeat_with_the_seed():
     token_ids = np.arange(4, 100)
     requests = random_requests(200, 20, 10, token_ids=token_ids, range_ratio=0.5, seed=7)

@@ -40,6 +40,8 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds the prompts and the engine")
     parser.add_argument("--disable-detokenize", action="store_true",
                         help="octavo: skip detokenizing outputs (they are never printed)")
+    parser.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=True,
+                        help="octavo: automatic prefix caching (vLLM's default: on)")
     parser.add_argument("--backend", default="octavo", choices=BACKENDS)
     parser.add_argument("--output-json", default=None, help="write the results to this JSON file")
 
@@ -64,6 +66,7 @@ class OctavoBackend:
         self.llm = LLM(args.model, tokenizer=args.tokenizer, dtype=args.dtype, seed=args.seed,
                        max_model_len=args.max_model_len, max_num_batched_tokens=args.max_num_batched_tokens,
                        enforce_eager=args.enforce_eager, device=args.device, load_format=args.load_format,
+                       enable_prefix_caching=args.enable_prefix_caching,
                        **kwargs)
         # Weights loaded, KV cache planned, decode graphs recorded: the start-up figure.
         self.startup_time = time.perf_counter() - start

@@ -65,8 +65,12 @@ def random_requests(
     token_ids: np.ndarray,
     range_ratio: float = 0.0,
     seed: int = 0,
+    prefix_len: int = 0,
 ) -> list[SampleRequest]:
     """`num_requests` prompts of ids drawn uniformly from `token_ids`, seeded by `seed`.
+
+    With prefix_len > 0 every prompt starts with the same prefix_len random ids (a shared
+    system prompt, as vLLM's --prefix-len), then its own input_len ids.
 
     Prompt and output lengths are uniform in [len * (1 - range_ratio), len * (1 + range_ratio)];
     with range_ratio 0 every request has exactly input_len prompt tokens and output_len to
@@ -77,12 +81,15 @@ def random_requests(
             raise ValueError(f"{name} must be >= 1, got {value}")
     if not 0.0 <= range_ratio < 1.0:
         raise ValueError(f"random_range_ratio must be in [0, 1), got {range_ratio}")
+    if prefix_len < 0:
+        raise ValueError(f"prefix_len must be >= 0, got {prefix_len}")
     rng = np.random.default_rng(seed)
+    prefix = rng.choice(token_ids, size=prefix_len).tolist() if prefix_len else []
     input_lens = _lengths(rng, num_requests, input_len, range_ratio)
     output_lens = _lengths(rng, num_requests, output_len, range_ratio)
     flat = rng.choice(token_ids, size=int(input_lens.sum()))
     starts = np.concatenate(([0], np.cumsum(input_lens)[:-1]))
-    return [SampleRequest(flat[s:s + n].tolist(), int(o)) for s, n, o in zip(starts, input_lens, output_lens)]
+    return [SampleRequest(prefix + flat[s:s + n].tolist(), int(o)) for s, n, o in zip(starts, input_lens, output_lens)]
 
 
 def _first_exchange(conversation: Sequence[dict[str, Any]]) -> tuple[str, str] | None:

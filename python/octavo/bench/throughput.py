@@ -38,6 +38,8 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help=f"tokens to generate per request (default {DEFAULT_OUTPUT_LEN}; "
                              "sharegpt: each reply's length unless given)")
     parser.add_argument("--num-prompts", type=int, default=1000)
+    parser.add_argument("--prefix-len", type=int, default=0,
+                        help="random dataset: a shared prefix of this many random tokens before each prompt")
     parser.add_argument("--random-range-ratio", type=float, default=0.0,
                         help="random lengths uniform in [len * (1 - r), len * (1 + r)]")
     parser.add_argument("--disable-tqdm", action="store_true", help="no progress bar (octavo backend)")
@@ -64,7 +66,7 @@ def sample_requests(args: argparse.Namespace, tokenizer: Any) -> list[SampleRequ
     output_len = DEFAULT_OUTPUT_LEN if args.output_len is None else args.output_len
     token_ids = usable_token_ids(tokenizer, int(config["vocab_size"]))
     return random_requests(args.num_prompts, args.input_len, output_len, token_ids=token_ids,
-                           range_ratio=args.random_range_ratio, seed=args.seed)
+                           range_ratio=args.random_range_ratio, seed=args.seed, prefix_len=args.prefix_len)
 
 
 def _measure(backend: Any, requests: list[SampleRequest], args: argparse.Namespace) -> dict[str, Any]:
@@ -93,6 +95,17 @@ def _measure(backend: Any, requests: list[SampleRequest], args: argparse.Namespa
         "backend": backend.name,
         "startup_time": getattr(backend, "startup_time", None),
     }
+    llm = getattr(backend, "llm", None)
+    if llm is not None:
+        # Engine counters since start-up (this is the engine's first run): prompt tokens
+        # found in the prefix cache and the prompt tokens actually computed.
+        stats = llm._engine.stats()
+        result["prefix_cache_queries"] = stats.num_prefix_cache_queries
+        result["prefix_cache_hits"] = stats.num_prefix_cache_hits
+        result["prompt_tokens_computed"] = stats.num_prompt_tokens_computed
+        if args.prefix_len:
+            print(f"Prefix cache: {stats.num_prefix_cache_hits} of {stats.num_prefix_cache_queries} "
+                  f"prompt tokens hit; {stats.num_prompt_tokens_computed} computed")
     print(f"Throughput: {result['requests_per_second']:.2f} requests/s, "
           f"{result['tokens_per_second']:.2f} total tokens/s, "
           f"{result['output_tokens_per_second']:.2f} output tokens/s")
