@@ -130,7 +130,22 @@ void register_engine(py::module_& m) {
            "Empties the prefix cache; False while requests hold blocks unless reset_running_requests.")
       .def("has_unfinished", &Engine::has_unfinished)
       .def_property_readonly("info", &Engine::info, py::return_value_policy::reference_internal)
-      .def("stats", &Engine::stats);
+      .def("stats", &Engine::stats)
+      .def("metrics", &Engine::metrics, "vLLM's metric set: gauges now, counters and histograms so far.")
+      .def(
+          "memory_info",
+          [](const Engine& e) {
+            int64_t used = 0, total = 0;
+            e.memory_info(used, total);
+            return py::make_tuple(used, total);
+          },
+          "(used, total) bytes of device memory, everything on the device counted; (0, 0) on the CPU.")
+      .def("sleep", &Engine::sleep, py::arg("level") = 1, py::call_guard<py::gil_scoped_release>(),
+           "Frees the KV cache and, at level 2, the weights (level 1 keeps a host copy).")
+      .def("wake_up", &Engine::wake_up, py::arg("tags") = std::vector<std::string>{},
+           py::call_guard<py::gil_scoped_release>(),
+           "Restores 'weights' and/or 'kv_cache' (all when tags is empty).")
+      .def("is_sleeping", &Engine::is_sleeping);
 }
 
 }  // namespace octavo::bindings

@@ -10,6 +10,7 @@ namespace py = pybind11;
 
 namespace octavo::bindings {
 void register_engine(py::module_& m);
+void register_metrics(py::module_& m);
 void register_testing(py::module_& m);
 }  // namespace octavo::bindings
 
@@ -42,6 +43,7 @@ PYBIND11_MODULE(_C, m) {
       set_python_error(PyExc_RuntimeError, e.what());
     }
   });
+  octavo::bindings::register_metrics(m);
   octavo::bindings::register_engine(m);
   py::module_ testing = m.def_submodule("testing", "Internals exposed for octavo's own tests");
   octavo::bindings::register_testing(testing);

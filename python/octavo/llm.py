@@ -13,6 +13,7 @@ from octavo._native import _C
 from octavo.beam_search import BeamSearchOutput, check_beam_search_params, run_beam_search
 from octavo.detokenizer import StopStringChecker, batch_decode
 from octavo.engine_args import EngineArgs
+from octavo import metrics as metrics_utils
 from octavo.hf import default_sampling_values, load_generation_config, load_hf_config, resolve_model_path
 from octavo.outputs import CompletionOutput, Logprob, RequestOutput
 from octavo.sampling_params import BeamSearchParams, SamplingParams
@@ -76,6 +77,7 @@ class LLM:
             max_num_batched_tokens=max_num_batched_tokens, block_size=block_size,
             enforce_eager=enforce_eager, hf_token=hf_token, hf_overrides=hf_overrides, device=device)
         self._args = args
+        self._model_name = model
         model_dir = resolve_model_path(model, revision=revision, hf_token=hf_token,
                                        weights=args.option("load_format") != "dummy")
         self._model_dir = model_dir
@@ -684,6 +686,34 @@ def _position_logprobs(lp, token_text: dict[int, str]) -> dict[int, Logprob]:
     return entry
 
 
+    # ---- metrics and sleep mode --------------------------------------------------------
+    def get_metrics(self) -> list[metrics_utils.Metric]:
+        """vLLM's engine metrics as Counter, Gauge and Histogram objects (octavo.metrics).
+
+        The counters are always kept (they cost nothing measurable), so unlike vLLM this
+        works whatever ``disable_log_stats`` says."""
+        return metrics_utils.snapshot(self._engine.metrics(), self._model_name)
+
+    def sleep(self, level: int = 1) -> None:
+        """Frees the KV cache and, at ``level=2``, the weights, until ``wake_up()``.
+
+        Level 1 copies the weights to host memory first (on the CPU backend they already
+        are there and stay). Raises ValueError for another level and RuntimeError while
+        requests added with ``enqueue`` are unfinished."""
+        if isinstance(level, bool) or not isinstance(level, int):
+            raise TypeError(f"level must be an int (1 or 2), got {level!r}")
+        self._engine.sleep(level)
+
+    def wake_up(self, tags: list[str] | None = None) -> None:
+        """Restores what sleep() freed: ``tags`` ``["weights"]`` and/or ``["kv_cache"]``,
+        or everything when None. Weights dropped at level 2 are read again from the
+        checkpoint (vLLM leaves them for the caller to reload). Generating needs both."""
+        if tags is None:
+            tags = []
+        elif isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+            raise TypeError(f"tags must be a list of 'weights' / 'kv_cache' strings or None, got {tags!r}")
+        self._engine.wake_up(list(tags))
+
 class LLMEngine:
     """What ``LLM.llm_engine`` offers of vLLM's LLMEngine: aborting and counting requests."""
 
@@ -700,6 +730,13 @@ class LLMEngine:
 
     def has_unfinished_requests(self) -> bool:
         return self.get_num_unfinished_requests() > 0
+
+    def get_metrics(self) -> list[metrics_utils.Metric]:
+        return self._llm.get_metrics()
+
+    def is_sleeping(self) -> bool:
+        """True from ``LLM.sleep()`` until ``wake_up`` has restored weights and KV cache."""
+        return self._llm._engine.is_sleeping()
 
 
 def _progress_bar(total: int):

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "octavo/engine_metrics.h"
 #include "octavo/sampling_params.h"
 
 namespace octavo {
@@ -153,8 +154,24 @@ class Engine {
   bool has_unfinished() const;
   const EngineInfo& info() const;
   EngineStats stats() const;
+  // vLLM's metric set: gauges as of now, counters and histograms since construction.
+  EngineMetrics metrics() const;
+  // Device memory in use by everything on the device, and its total (both 0 on the CPU).
+  void memory_info(int64_t& used_bytes, int64_t& total_bytes) const;
 
- private:
+  // Sleep mode (vLLM's): frees the KV cache and, at level 2, the weights; at level 1 the
+  // weights are copied to host memory first (on the CPU backend they stay where they are).
+  // Throws InvalidArgument for a level other than 1 or 2, Error while requests are
+  // unfinished (the KV cache holds them). Sleeping while asleep does nothing; while asleep
+  // add_request throws Error.
+  void sleep(int32_t level);
+  // Restores what `tags` names ("weights", "kv_cache"; empty: both). Weights dropped at
+  // level 2 are loaded again from the checkpoint (or regenerated, load_format "dummy"). Once
+  // both are back, decode graphs are recorded again at the new addresses. Throws
+  // InvalidArgument for an unknown tag.
+  void wake_up(const std::vector<std::string>& tags);
+  bool is_sleeping() const;
+
   class Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -10,6 +10,7 @@
 #include "backend/backend.h"
 #include "core/logging.h"
 #include "engine/decode_graphs.h"
+#include "engine/metrics_recorder.h"
 #include "engine/step_inputs.h"
 #include "kv_cache/kv_cache_manager.h"
 #include "model/decoder.h"
@@ -97,6 +98,11 @@ class Engine::Impl {
   bool reset_prefix_cache(bool reset_running_requests);
   bool has_unfinished() const { return scheduler_->has_unfinished() || !pending_outputs_.empty(); }
   EngineStats stats() const;
+  EngineMetrics metrics() const;
+  void sleep(int32_t level);
+  void wake_up(const std::vector<std::string>& tags);
+  bool is_sleeping() const { return weights_asleep_ || kv_asleep_; }
+  Backend& backend() const { return *backend_; }
 
   EngineInfo info;
 
@@ -121,6 +127,7 @@ class Engine::Impl {
   RequestOutput make_output(Request& r) const;
   // Copy-on-write of shared KV blocks that this step's allocations decided.
   void copy_blocks();
+  void record_decode_graphs();
 
   EngineConfig config_;
   ModelConfig model_config_;
@@ -140,6 +147,13 @@ class Engine::Impl {
   uint64_t next_arrival_ = 0;
   uint64_t next_seq_id_ = 0;
   EngineStats stats_;
+  std::unique_ptr<MetricsRecorder> metrics_;
+  LoadFormat load_format_ = LoadFormat::kSafetensors;
+  // Sleep mode: weights_asleep_ is the level the weights were put to sleep at (0: awake);
+  // host_weights_ holds level 1's host copy on a device backend.
+  int32_t weights_asleep_ = 0;
+  bool kv_asleep_ = false;
+  ModelWeights host_weights_;
 };
 
 Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
@@ -171,6 +185,7 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
   if (config_.max_logprobs < 0) throw InvalidArgument("max_logprobs must be non-negative");
   const SchedulingPolicy policy = parse_scheduling_policy(config_.scheduling_policy);
   const LoadFormat load_format = parse_load_format(config_.load_format);
+  load_format_ = load_format;
 
   backend_ = make_backend(config_, mc);
   check_weights_fit(mc);
@@ -222,11 +237,9 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
     if (id < 0 || id >= mc.vocab_size) throw InvalidArgument("EOS token id " + std::to_string(id) + " is outside the vocabulary");
   }
   sampler_ = std::make_unique<Sampler>(*backend_, eos);
-  if (!config_.enforce_eager) {
-    decode_graphs_ = std::make_unique<DecodeGraphs>(*backend_, *model_, kv_cache_, *step_inputs_,
-                                                    config_.max_num_seqs, max_model_len);
-    if (decode_graphs_->empty()) decode_graphs_.reset();
-  }
+  metrics_ = std::make_unique<MetricsRecorder>(max_model_len);
+  info.max_model_len = max_model_len;
+  record_decode_graphs();
 
   info.architecture = mc.architecture;
   info.vocab_size = mc.vocab_size;
@@ -256,6 +269,14 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
   log_info(line.str());
 }
 
+void Engine::Impl::record_decode_graphs() {
+  decode_graphs_.reset();
+  if (config_.enforce_eager) return;
+  decode_graphs_ = std::make_unique<DecodeGraphs>(*backend_, *model_, kv_cache_, *step_inputs_,
+                                                  config_.max_num_seqs, info.max_model_len);
+  if (decode_graphs_->empty()) decode_graphs_.reset();
+}
+
 void Engine::Impl::check_weights_fit(const ModelConfig& mc) const {
   int64_t used = 0, total = 0;
   backend_->memory_info(used, total);
@@ -282,6 +303,7 @@ void Engine::Impl::profile_largest_step(int32_t budget, int32_t max_model_len, i
 
 void Engine::Impl::add_request(uint64_t id, std::vector<int32_t> prompt, const SamplingParams& params,
                                int64_t priority) {
+  if (is_sleeping()) throw Error("the engine is sleeping: call wake_up() before adding requests");
   if (groups_.count(id) != 0) throw InvalidArgument("request id " + std::to_string(id) + " is already in use");
   if (priority != 0 && config_.scheduling_policy != "priority") {
     throw InvalidArgument("Got priority " + std::to_string(priority) + " but Priority scheduling is not enabled.");
@@ -309,6 +331,7 @@ void Engine::Impl::add_request(uint64_t id, std::vector<int32_t> prompt, const S
     r->request_id = id;
     r->index = i;
     r->arrival = next_arrival_++;
+    r->arrival_time = MetricsRecorder::now();
     r->num_prompt_tokens = static_cast<int32_t>(prompt.size());
     r->token_ids = prompt;
     r->params = params;
@@ -404,9 +427,17 @@ std::vector<RequestOutput> Engine::Impl::step() {
   if (scheduled.empty()) return outputs;
   ++stats_.num_steps;
   copy_blocks();
+  const double start = MetricsRecorder::now();
+  int64_t step_tokens = 0;
+  for (const ScheduledRequest& s : scheduled.scheduled) {
+    metrics_->on_scheduled(*s.request, start);
+    step_tokens += s.num_new_tokens;
+  }
 
   Tensor logits;
-  if (decode_graphs_ && decode_graphs_->can_run(scheduled)) {
+  const bool graph = decode_graphs_ && decode_graphs_->can_run(scheduled);
+  metrics_->on_step(step_tokens, graph);
+  if (graph) {
     // Every row decodes its last token, so none is a prompt-logprobs row.
     logits = decode_graphs_->run(scheduled, *kv_manager_, sampling_rows_);
     prompt_logprob_rows_.clear();
@@ -428,6 +459,7 @@ std::vector<RequestOutput> Engine::Impl::step() {
   }
   scheduler_->update_from_output(scheduled);
   std::vector<uint64_t> done;
+  const double now = MetricsRecorder::now();
   for (size_t i = 0; i < sampling_rows_.size(); ++i) {
     Group& group = groups_.at(sampling_rows_[i]->request_id);
     Request& r = *group.samples.at(static_cast<size_t>(sampling_rows_[i]->index));
@@ -438,7 +470,9 @@ std::vector<RequestOutput> Engine::Impl::step() {
       for (size_t k = group.samples.size() - 1; k > 0; --k) scheduler_->add_request_front(group.samples[k].get());
       group.released = true;
     }
+    metrics_->on_token(r, now);
     if (r.finish_reason != FinishReason::kNone) {
+      metrics_->on_finished(r, now);
       r.status = RequestStatus::kFinished;
       scheduler_->finish(&r);
       outputs.push_back(make_output(r));
@@ -470,6 +504,7 @@ bool Engine::Impl::abort(uint64_t id) {
     scheduler_->abort(r.id);  // false for a sample not yet released: it holds nothing
     r.finish_reason = FinishReason::kAbort;
     r.status = RequestStatus::kFinished;
+    metrics_->on_finished(r, MetricsRecorder::now());
     pending_outputs_.push_back(make_output(r));
   }
   groups_.erase(it);
@@ -485,6 +520,7 @@ std::optional<RequestOutput> Engine::Impl::finish_request(uint64_t id, int32_t i
   scheduler_->abort(r.id);
   r.finish_reason = FinishReason::kStop;
   r.status = RequestStatus::kFinished;
+  metrics_->on_finished(r, MetricsRecorder::now());
   RequestOutput out = make_output(r);
   if (++group.num_done == static_cast<int32_t>(group.samples.size())) groups_.erase(it);
   return out;
@@ -508,6 +544,76 @@ EngineStats Engine::Impl::stats() const {
   return s;
 }
 
+EngineMetrics Engine::Impl::metrics() const {
+  EngineMetrics m = metrics_->metrics();
+  m.num_requests_running = scheduler_->num_running();
+  m.num_requests_waiting = scheduler_->num_waiting();
+  const int32_t total = kv_manager_->num_blocks();
+  m.kv_cache_usage = total > 0 ? 1.0 - static_cast<double>(kv_manager_->num_free_blocks()) / total : 0.0;
+  m.num_preemptions = stats_.num_preemptions;  // reset_prefix_cache preempts too
+  const PrefixCacheStats& prefix = kv_manager_->prefix_cache_stats();
+  m.prefix_cache_queries = prefix.num_queried_tokens;
+  m.prefix_cache_hits = prefix.num_hit_tokens;
+  return m;
+}
+
+void Engine::Impl::sleep(int32_t level) {
+  if (level != 1 && level != 2) throw InvalidArgument("sleep level must be 1 or 2, got " + std::to_string(level));
+  if (is_sleeping()) {
+    log_info("the engine is already sleeping");
+    return;
+  }
+  if (scheduler_->has_unfinished()) {
+    throw Error("cannot sleep with " + std::to_string(groups_.size()) +
+                " unfinished requests: their KV cache would be lost; finish or abort them first");
+  }
+  // The cache's content is lost, so what the prefix cache points at must go too (vLLM's
+  // sleep resets it as well). No request holds a block, so the reset cannot fail.
+  kv_manager_->reset_prefix_cache();
+  // Graphs hold the addresses of the buffers freed below (and device memory of their own).
+  decode_graphs_.reset();
+  backend_->synchronize();
+  kv_cache_ = KVCache{};
+  kv_layers_.clear();
+  kv_asleep_ = true;
+  weights_asleep_ = level;
+  if (level == 2) {
+    model_->take_weights();  // discarded; wake_up loads them again
+  } else if (config_.device != "cpu") {
+    host_weights_ = copy_weights(model_->take_weights(), *backend_, /*to_host=*/true);
+  }
+  // Level 1 on the CPU: the weights already live in host memory, where level 1 keeps them.
+}
+
+void Engine::Impl::wake_up(const std::vector<std::string>& tags) {
+  bool weights = tags.empty(), kv = tags.empty();
+  for (const std::string& tag : tags) {
+    if (tag == "weights") {
+      weights = true;
+    } else if (tag == "kv_cache") {
+      kv = true;
+    } else {
+      throw InvalidArgument("wake_up tag must be 'weights' or 'kv_cache', got '" + tag + "'");
+    }
+  }
+  if (weights && weights_asleep_ == 1 && config_.device != "cpu") {
+    model_->restore_weights(copy_weights(host_weights_, *backend_, /*to_host=*/false));
+    host_weights_ = ModelWeights{};
+  } else if (weights && weights_asleep_ == 2) {
+    std::unique_ptr<WeightSource> source =
+        make_weight_source(load_format_, config_.model_dir, model_config_, config_.seed, config_.num_threads);
+    model_->restore_weights(load_weights(model_config_, *source, *backend_));
+  }
+  if (weights) weights_asleep_ = 0;
+  if (kv && kv_asleep_) {
+    kv_cache_ = model_->allocate_kv_cache(info.num_kv_blocks, info.block_size);
+    kv_layers_ = kv_cache_.keys;
+    kv_layers_.insert(kv_layers_.end(), kv_cache_.values.begin(), kv_cache_.values.end());
+    kv_asleep_ = false;
+  }
+  if (!is_sleeping() && !decode_graphs_) record_decode_graphs();
+}
+
 Engine::Engine(const EngineConfig& config) : impl_(std::make_unique<Impl>(config)) {}
 Engine::~Engine() = default;
 
@@ -526,5 +632,12 @@ bool Engine::reset_prefix_cache(bool reset_running_requests) {
 bool Engine::has_unfinished() const { return impl_->has_unfinished(); }
 const EngineInfo& Engine::info() const { return impl_->info; }
 EngineStats Engine::stats() const { return impl_->stats(); }
+EngineMetrics Engine::metrics() const { return impl_->metrics(); }
+void Engine::memory_info(int64_t& used_bytes, int64_t& total_bytes) const {
+  impl_->backend().memory_info(used_bytes, total_bytes);
+}
+void Engine::sleep(int32_t level) { impl_->sleep(level); }
+void Engine::wake_up(const std::vector<std::string>& tags) { impl_->wake_up(tags); }
+bool Engine::is_sleeping() const { return impl_->is_sleeping(); }
 
 }  // namespace octavo

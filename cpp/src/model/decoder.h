@@ -42,6 +42,10 @@ class DecoderModel {
 
   const ModelConfig& config() const { return config_; }
   int64_t weight_bytes() const { return weights_.bytes; }
+  // Sleep mode: hands the weights out (forward must not run until they are restored) and
+  // takes them back, possibly at new addresses (recorded graphs must be recorded again).
+  ModelWeights take_weights() { return std::move(weights_); }
+  void restore_weights(ModelWeights weights) { weights_ = std::move(weights); }
 
   // Bytes one block of block_size slots takes across all layers (keys and values).
   int64_t kv_bytes_per_block(int32_t block_size) const;

@@ -124,4 +124,42 @@ ModelWeights load_weights(const ModelConfig& c, const WeightSource& source, Back
   return w;
 }
 
+namespace {
+
+// Every buffer of the weights, in one fixed order, so that two copies can be walked together.
+template <typename W, typename B>
+std::vector<B*> weight_buffers(W& w) {
+  std::vector<B*> out = {&w.embed, &w.final_norm, &w.lm_head};
+  for (auto& l : w.layers) {
+    for (B* b : {&l.input_norm, &l.qkv, &l.qkv_bias, &l.q_norm, &l.k_norm, &l.o_proj, &l.post_norm, &l.gate_up,
+                 &l.down}) {
+      out.push_back(b);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+ModelWeights copy_weights(const ModelWeights& weights, Backend& backend, bool to_host) {
+  ModelWeights out;
+  out.layers.resize(weights.layers.size());
+  out.bytes = weights.bytes;
+  const std::vector<const Buffer*> src = weight_buffers<const ModelWeights, const Buffer>(weights);
+  const std::vector<Buffer*> dst = weight_buffers<ModelWeights, Buffer>(out);
+  for (size_t i = 0; i < src.size(); ++i) {
+    const size_t n = src[i]->bytes();
+    if (src[i]->data() == nullptr) continue;  // an absent tensor (no bias, tied lm_head) stays absent
+    if (to_host) {
+      *dst[i] = backend.allocate_host(n);
+      backend.copy_to_host(dst[i]->data(), src[i]->data(), n);
+    } else {
+      *dst[i] = backend.allocate(n);
+      backend.copy_to_device(dst[i]->data(), src[i]->data(), n);
+    }
+  }
+  backend.synchronize();
+  return out;
+}
+
 }  // namespace octavo

@@ -39,4 +39,8 @@ ModelWeights load_weights(const ModelConfig& config, const WeightSource& source,
 // the memory plan can refuse a model that cannot fit before loading any of it.
 int64_t count_weight_elements(const ModelConfig& config);
 
+// A copy of `weights` in host memory (to_host) or on the backend's device (from a host copy),
+// buffer for buffer, for sleep level 1: the device copy can then be freed and restored later.
+ModelWeights copy_weights(const ModelWeights& weights, Backend& backend, bool to_host);
+
 }  // namespace octavo

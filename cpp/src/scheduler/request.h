@@ -44,6 +44,11 @@ struct Request {
   double cumulative_logprob = 0.0;
   FinishReason finish_reason = FinishReason::kNone;
   std::optional<int32_t> stop_token_id;
+  // Metrics timestamps (MetricsRecorder::now() seconds); -1: not yet.
+  double arrival_time = 0.0;
+  double first_scheduled_time = -1.0;
+  double first_token_time = -1.0;
+  double last_token_time = -1.0;
 
   int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }
   int32_t num_output_tokens() const {
