@@ -675,17 +675,6 @@ class LLM:
                                max_model_len=self._info.max_model_len, decode=decode, use_tqdm=use_tqdm,
                                concurrency_limit=concurrency_limit)
 
-
-def _position_logprobs(lp, token_text: dict[int, str]) -> dict[int, Logprob]:
-    """One position's {token: Logprob}: the sampled (or prompt) token first, then the top N
-    by rank, as vLLM orders them; decoded_token from token_text (None when absent)."""
-    entry = {lp.sampled_token: Logprob(lp.sampled_logprob, lp.sampled_rank, token_text.get(lp.sampled_token))}
-    for rank, (tok, value) in enumerate(zip(lp.top_tokens, lp.top_logprobs), start=1):
-        if tok not in entry:
-            entry[tok] = Logprob(value, rank, token_text.get(tok))
-    return entry
-
-
     # ---- metrics and sleep mode --------------------------------------------------------
     def get_metrics(self) -> list[metrics_utils.Metric]:
         """vLLM's engine metrics as Counter, Gauge and Histogram objects (octavo.metrics).
@@ -713,6 +702,17 @@ def _position_logprobs(lp, token_text: dict[int, str]) -> dict[int, Logprob]:
         elif isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
             raise TypeError(f"tags must be a list of 'weights' / 'kv_cache' strings or None, got {tags!r}")
         self._engine.wake_up(list(tags))
+
+
+def _position_logprobs(lp, token_text: dict[int, str]) -> dict[int, Logprob]:
+    """One position's {token: Logprob}: the sampled (or prompt) token first, then the top N
+    by rank, as vLLM orders them; decoded_token from token_text (None when absent)."""
+    entry = {lp.sampled_token: Logprob(lp.sampled_logprob, lp.sampled_rank, token_text.get(lp.sampled_token))}
+    for rank, (tok, value) in enumerate(zip(lp.top_tokens, lp.top_logprobs), start=1):
+        if tok not in entry:
+            entry[tok] = Logprob(value, rank, token_text.get(tok))
+    return entry
+
 
 class LLMEngine:
     """What ``LLM.llm_engine`` offers of vLLM's LLMEngine: aborting and counting requests."""
