@@ -161,3 +161,30 @@ def test_aborted_and_stopped_requests_count_by_reason(model, prompts):
     assert m[("vllm:request_success", "stop")].value == 1
     assert m[("vllm:request_success", "length")].value == 2  # the other enqueued one, the probe
     assert m["vllm:e2e_request_latency_seconds"].count == 4
+
+
+def test_prefix_cache_queries_and_hits_count_tokens(model):
+    # B shares A's first three full blocks; A has finished, so its blocks stay cached.
+    [a] = random_prompts(1, VOCAB, min_len=3 * BLOCK + 2, max_len=3 * BLOCK + 2, seed=8)
+    b = a[:3 * BLOCK] + random_prompts(1, VOCAB, min_len=5, max_len=5, seed=9)[0]
+    llm = LLM(model, max_model_len=128, block_size=BLOCK)
+    llm.generate(tokens([a]), greedy(2), use_tqdm=False)
+    llm.generate(tokens([b]), greedy(2), use_tqdm=False)
+    m = by_name(llm.get_metrics())
+    assert m["vllm:prefix_cache_queries"].value == len(a) + len(b)
+    assert m["vllm:prefix_cache_hits"].value == 3 * BLOCK
+
+    off = LLM(model, max_model_len=128, block_size=BLOCK, enable_prefix_caching=False)
+    off.generate(tokens([a]), greedy(2), use_tqdm=False)
+    off.generate(tokens([b]), greedy(2), use_tqdm=False)
+    assert by_name(off.get_metrics())["vllm:prefix_cache_hits"].value == 0
+
+
+def test_n_samples_count_as_requests(model, prompts):
+    llm = LLM(model, max_model_len=128)
+    llm.generate(tokens(prompts[:2]), SamplingParams(n=3, temperature=1.0, seed=1, max_tokens=MAX_TOKENS,
+                                                     ignore_eos=True), use_tqdm=False)
+    m = by_name(llm.get_metrics())
+    assert m["vllm:generation_tokens"].value == 2 * 3 * MAX_TOKENS
+    assert m[("vllm:request_success", "length")].value == 6
+    assert m["vllm:time_to_first_token_seconds"].count == 6

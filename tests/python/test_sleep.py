@@ -134,3 +134,16 @@ def test_bad_levels_and_tags_and_sleeping_with_requests_in_flight(model, prompts
     assert llm.llm_engine.is_sleeping()
     llm.wake_up()
     assert not llm.llm_engine.is_sleeping()
+
+
+def test_sleep_empties_the_prefix_cache(model, prompts):
+    llm = LLM(model, max_model_len=128, kv_cache_memory_bytes=KV_BYTES)
+    before = token_ids(llm.generate(tokens(prompts), GREEDY, use_tqdm=False))
+    hits = llm._engine.stats().num_prefix_cache_hits
+    assert llm._engine.stats().num_cached_blocks > 0
+    llm.sleep(level=1)
+    assert llm._engine.stats().num_cached_blocks == 0
+    llm.wake_up()
+    # The same prompts again: nothing is found (their blocks' content went with the cache).
+    assert token_ids(llm.generate(tokens(prompts), GREEDY, use_tqdm=False)) == before
+    assert llm._engine.stats().num_prefix_cache_hits == hits
