@@ -38,6 +38,8 @@ _KWARG_DEFAULTS: dict[str, Any] = {
     "max_seq_len_to_capture": None,
     "compilation_config": None,
     "num_threads": 0,
+    # vLLM needs it for LLM.sleep(); octavo can always sleep, so either value is accepted.
+    "enable_sleep_mode": False,
 }
 
 

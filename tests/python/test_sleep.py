@@ -56,7 +56,8 @@ def prompts() -> list[list[int]]:
 @pytest.mark.parametrize("load_format", ["auto", "dummy"])
 @pytest.mark.parametrize("level", [1, 2])
 def test_outputs_after_wake_up_equal_those_before_sleep(model, prompts, level, load_format):
-    llm = LLM(model, max_model_len=128, kv_cache_memory_bytes=KV_BYTES, load_format=load_format, seed=7)
+    llm = LLM(model, max_model_len=128, kv_cache_memory_bytes=KV_BYTES, load_format=load_format, seed=7,
+              enable_sleep_mode=True)
     greedy_before = token_ids(llm.generate(tokens(prompts), GREEDY, use_tqdm=False))
     seeded_before = token_ids(llm.generate(tokens(prompts), SEEDED, use_tqdm=False))
     if load_format == "auto":
