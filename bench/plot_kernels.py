@@ -29,6 +29,7 @@ OP_STYLES: dict[str, tuple[str, str]] = {
     "silu_mul": ("tab:olive", "v"),
     "sample_greedy": ("tab:purple", "P"),
     "sample_top_p": ("tab:pink", "P"),
+    "sample_full": ("magenta", "X"),
     "gemm": ("tab:red", "*"),
 }
 DEFAULT_STYLE = ("tab:gray", "x")

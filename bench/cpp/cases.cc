@@ -16,7 +16,9 @@ CaseTable quick_cases() {
   t.rope = {{4, 8, 2, 64}};
   t.silu_mul = {{4, 512}};
   t.embedding = {{8, 256, 1024}};
-  t.sampling = {{4, 4096, true, 1.0f}, {4, 4096, false, 0.9f}};
+  t.sampling = {{4, 4096, SamplingKind::kGreedy, 1.0f},
+                {4, 4096, SamplingKind::kTopP, 0.9f},
+                {4, 4096, SamplingKind::kFull, 0.9f}};
   t.gemm = {{"decode", 1, 256, 128}, {"decode", 8, 256, 128}, {"prefill", 64, 256, 256}};
   return t;
 }
@@ -38,7 +40,10 @@ CaseTable grid_cases() {
   t.rope = {{64, 32, 8, 128}, {2048, 32, 8, 128}};
   t.silu_mul = {{1, 14336}, {64, 14336}, {2048, 14336}};
   t.embedding = {{64, 4096, 16384}, {2048, 4096, 16384}};
-  t.sampling = {{64, 128256, true, 1.0f}, {64, 128256, false, 0.9f}};
+  // Sampling at batch 64 and at 256 (the CUDA backend's largest decode batches).
+  t.sampling = {{64, 128256, SamplingKind::kGreedy, 1.0f},  {64, 128256, SamplingKind::kTopP, 0.9f},
+                {256, 128256, SamplingKind::kGreedy, 1.0f}, {256, 128256, SamplingKind::kTopP, 0.9f},
+                {256, 128256, SamplingKind::kFull, 0.9f}};
   // Decode: the fused qkv projection (6144 = (32 + 2 * 8) * 128) and down (4096 x 14336)
   // at m = 1, 16, 64; prefill: qkv and o at m = 512.
   t.gemm = {{"qkv", 1, 6144, 4096},  {"qkv", 16, 6144, 4096},  {"qkv", 64, 6144, 4096},

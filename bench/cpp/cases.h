@@ -40,10 +40,13 @@ struct SiluMulCase {
 struct EmbeddingCase {
   int tokens, hidden, table_rows;
 };
-// top_p == 1 and greedy: argmax; otherwise temperature 1 with top_p.
+// kGreedy: argmax. kTopP: temperature 1 with top_p. kFull: every step at once, as a busy
+// server's rows might ask: temperature 0.8, top_k 50, top_p, min_p 0.05, repetition /
+// frequency / presence penalties over 256 tokens of history, and 20 logprobs.
+enum class SamplingKind { kGreedy, kTopP, kFull };
 struct SamplingCase {
   int batch, vocab;
-  bool greedy;
+  SamplingKind kind;
   float top_p;
 };
 // y[m, n] = x[m, k] . w[n, k]^T; label names the projection (qkv, o, gate_up, down).

@@ -42,7 +42,7 @@ struct BenchContext {
 void bench_attention(BenchContext& ctx, const CaseTable& cases);
 // RMSNorm, fused add + RMSNorm, RoPE, SiLU * mul, embedding.
 void bench_elementwise(BenchContext& ctx, const CaseTable& cases);
-// Greedy and top_p sampling.
+// Greedy, top_p and full (every filter, penalties, logprobs) sampling.
 void bench_sampling(BenchContext& ctx, const CaseTable& cases);
 // The backend's GEMM at decode (m = 1..64) and prefill shapes.
 void bench_gemm(BenchContext& ctx, const CaseTable& cases);

@@ -1,19 +1,20 @@
 // The CUDA backend: device memory, cuBLASLt GEMMs and octavo's kernels behind the Backend
-// interface. One stream; the only host synchronisation in a step is the read-back of
-// sampling inputs (see sample()).
+// interface. One stream; the only host synchronisation in a step is the read-back of the
+// sampled tokens (see sample()).
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
-#include <thread>
+#include <vector>
 
 #include "activation/silu_mul.h"
 #include "attention/paged_attention.h"
 #include "backend/backend.h"
-#include "backend/cpu/cpu_sampling.h"
 #include "backend/cublaslt_gemm.h"
+#include "backend/sampling_pack.h"
 #include "cache/write_kv_cache.h"
 #include "common/convert.h"
 #include "common/kernel_dtype.h"
@@ -21,6 +22,7 @@
 #include "norm/rms_norm.h"
 #include "octavo/errors.h"
 #include "rope/rope.h"
+#include "sampling/sampling.h"
 
 namespace octavo {
 
@@ -39,6 +41,10 @@ KernelDType kernel_dtype(DType dtype) {
 
 // cuBLASLt's recommended workspace on Hopper is 32 MiB.
 constexpr size_t kGemmWorkspaceBytes = 32u << 20;
+// Sparse logit edits planned per row at start-up (12 bytes each): the distinct ids of a
+// few hundred tokens of history with penalties on, or min_tokens' bans; longer penalised
+// histories grow the buffers on first use.
+constexpr size_t kPlannedEditsPerRow = 512;
 
 // A captured CUDA graph and its executable instance.
 class CudaGraph final : public BackendGraph {
@@ -241,14 +247,54 @@ class CudaBackend final : public Backend {
     total_bytes = static_cast<int64_t>(total);
   }
 
-  // Sampling reads the float32 logits back and runs the CPU sampler: the GPU sampling
-  // kernels (issue 4) are not written yet. This is the step's one device-to-host copy.
+  // Sampling on the GPU (cuda/kernels/sampling): the rows' settings and sparse edits go up
+  // in one copy from pinned memory, one kernel samples every row, the packed results come
+  // back in one copy, then one stream synchronisation. The logits are left as they came.
   std::vector<SampleResult> sample(Tensor& logits, const std::vector<SamplingRow>& rows) override {
-    const size_t n = static_cast<size_t>(logits.rows()) * static_cast<size_t>(logits.dim(1));
-    host_logits_.resize(n);
-    copy_to_host(host_logits_.data(), logits.data, n * sizeof(float));
-    Tensor host(host_logits_.data(), DType::kFloat32, {logits.rows(), logits.dim(1)});
-    return cpu::sample_rows(host, rows, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    if (logits.dtype != DType::kFloat32 || logits.shape.size() != 2) {
+      throw InvalidArgument("cuda backend sample: logits must be a 2-D float32 tensor, got " +
+                            dtype_name(logits.dtype) + " " + shape_string(logits.shape));
+    }
+    if (static_cast<int64_t>(rows.size()) != logits.rows()) {
+      throw InvalidArgument("cuda backend sample: " + std::to_string(rows.size()) + " sampling rows for " +
+                            std::to_string(logits.rows()) + " logits rows");
+    }
+    if (logits.dim(1) <= 0 || logits.dim(1) > INT32_MAX) {
+      throw InvalidArgument("cuda backend sample: vocab must be a positive int32, got " +
+                            std::to_string(logits.dim(1)));
+    }
+    if (rows.empty()) return {};
+    const int32_t vocab = static_cast<int32_t>(logits.dim(1));
+    pack_sampling_rows(rows, vocab, sampling_pack_);  // throws on bad token ids, before any device work
+    const SamplingLayout layout = sampling_layout(rows.size(), sampling_pack_.edits.size(), sampling_pack_.top_stride);
+    reserve_sampling(layout);
+
+    char* staging = static_cast<char*>(sampling_staging_.data());
+    std::memcpy(staging + layout.params, sampling_pack_.params.data(),
+                sampling_pack_.params.size() * sizeof(cuda::SamplingRowParams));
+    std::memcpy(staging + layout.edits, sampling_pack_.edits.data(),
+                sampling_pack_.edits.size() * sizeof(cuda::SamplingEdit));
+    char* inputs = static_cast<char*>(sampling_inputs_.data());
+    char* results = static_cast<char*>(sampling_results_.data());
+    OCTAVO_CUDA_CHECK(cudaMemcpyAsync(inputs, staging, layout.upload_bytes, cudaMemcpyHostToDevice, stream_));
+    cuda::launch_sample(logits.ptr<float>(), logits.row_stride, static_cast<int32_t>(rows.size()), vocab,
+                        reinterpret_cast<const cuda::SamplingRowParams*>(inputs + layout.params),
+                        reinterpret_cast<const cuda::SamplingEdit*>(inputs + layout.edits),
+                        reinterpret_cast<float*>(inputs + layout.edit_scratch),
+                        reinterpret_cast<cuda::SampledToken*>(results + layout.tokens),
+                        reinterpret_cast<int32_t*>(results + layout.top_tokens),
+                        reinterpret_cast<float*>(results + layout.top_logprobs), sampling_pack_.top_stride, stream_);
+    OCTAVO_CUDA_CHECK(cudaMemcpyAsync(sampling_results_host_.data(), results, layout.result_bytes,
+                                      cudaMemcpyDeviceToHost, stream_));
+    OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return unpack_sampling_results(rows, vocab, layout, sampling_pack_.top_stride, sampling_results_host_.data());
+  }
+
+  // Sizes sample()'s buffers for the largest batch at start-up, so steady-state steps never
+  // allocate; only token histories longer than planned grow the edit lists later.
+  void plan_sampling(int64_t max_rows, int32_t max_logprobs) override {
+    const size_t rows = static_cast<size_t>(std::max<int64_t>(max_rows, 1));
+    reserve_sampling(sampling_layout(rows, rows * kPlannedEditsPerRow, std::max(max_logprobs, 0)));
   }
 
   // Prompt logprobs, like sample(): the logits come back to the host for the CPU code.
@@ -273,13 +319,33 @@ class CudaBackend final : public Backend {
     return out;
   }
 
+  // Grows sample()'s buffers to hold layout, by at least half again each time so that
+  // histories growing a token per step reallocate rarely (a pinned allocation is slow).
+  void reserve_sampling(const SamplingLayout& layout) {
+    auto grow = [](size_t have, size_t need) { return need <= have ? have : std::max(need, have + have / 2); };
+    if (layout.upload_bytes > sampling_staging_.bytes()) {
+      sampling_staging_ = allocate_host(grow(sampling_staging_.bytes(), layout.upload_bytes));
+    }
+    if (layout.device_input_bytes > sampling_inputs_.bytes()) {
+      sampling_inputs_ = allocate(grow(sampling_inputs_.bytes(), layout.device_input_bytes));
+    }
+    if (layout.result_bytes > sampling_results_.bytes()) {
+      const size_t bytes = grow(sampling_results_.bytes(), layout.result_bytes);
+      sampling_results_ = allocate(bytes);
+      sampling_results_host_ = allocate_host(bytes);
+    }
+  }
+
   DType dtype_;
   double utilization_;
   cudaStream_t stream_ = nullptr;
   Buffer gemm_workspace_;
   std::unique_ptr<cuda::CublasLtGemm> gemm_;
   Buffer attention_workspace_;
-  std::vector<float> host_logits_;
+  // sample(): pinned staging of the rows' params and edits, their device copy (plus the
+  // kernel's edit scratch), and the packed results on the device and in pinned memory.
+  SamplingPack sampling_pack_;
+  Buffer sampling_staging_, sampling_inputs_, sampling_results_, sampling_results_host_;
 };
 
 }  // namespace

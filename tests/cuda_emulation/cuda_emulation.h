@@ -1,5 +1,5 @@
-// Runs the CUDA attention kernels on the CPU, to check their indexing, masking and barriers
-// on a machine without a GPU. Force-included (g++ -include) before a kernel source that
+// Runs the CUDA attention and sampling kernels on the CPU, to check their indexing, masking
+// and barriers on a machine without a GPU. Force-included (g++ -include) before a kernel source that
 // to_host_source.py has rewritten (launches become emu_launch calls, dynamic shared memory a
 // buffer). Blocks run one at a time; each CUDA thread is a ucontext fiber that yields at
 // barriers, so __syncthreads, __syncwarp and shuffles are exact, and a shuffle or barrier
@@ -81,6 +81,16 @@ template <typename V>
 V __shfl_xor_sync(unsigned, V v, int off) { return emu_shuffle(v, [&](int l) { return l ^ off; }); }
 template <typename V>
 V __shfl_up_sync(unsigned, V v, unsigned off) { return emu_shuffle(v, [&](int l) { return l - (int)off; }); }
+template <typename V>
+V __shfl_sync(unsigned, V v, int src) { return emu_shuffle(v, [&](int) { return src; }); }
+// Atomics: fibers never preempt each other, so a plain read-modify-write is atomic.
+inline unsigned atomicAdd(unsigned* p, unsigned v) { const unsigned old = *p; *p = old + v; return old; }
+inline int atomicAdd(int* p, int v) { const int old = *p; *p = old + v; return old; }
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+  const unsigned long long old = *p; *p = old + v; return old;
+}
+inline unsigned __float_as_uint(float x) { unsigned u; std::memcpy(&u, &x, sizeof u); return u; }
+inline float __uint_as_float(unsigned u) { float x; std::memcpy(&x, &u, sizeof x); return x; }
 inline std::function<void()> emu_body;
 inline void emu_entry() { emu_body(); emu().done[emu().cur] = 1; swapcontext(&emu().ctx[emu().cur], &emu().sched); }
 template <typename... KArgs, typename... Args>

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the paged-attention kernels for the CPU emulator and checks them against float64:
+# Builds the paged-attention and sampling kernels for the CPU emulator and checks them, the
+# attention against float64 and the sampling against the CPU sampler:
 #   tests/cuda_emulation/run.sh [CASES] [SEED]
 # Needs g++ with C++20 and the CUDA headers (CUDA_HOME, default /usr/local/cuda); no GPU.
 set -euo pipefail
@@ -9,6 +10,10 @@ cuda_home="${CUDA_HOME:-/usr/local/cuda}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 flags=(-std=c++20 -O1 -w -include "$here/cuda_emulation.h" -I"$root/cuda/kernels" -I"$cuda_home/include")
+# Host code the sampling test links: the CPU sampler (the reference, built as the library
+# builds it: -march=native, so its multiply-adds are fused the same way) and the packing.
+host_flags=(-std=c++17 -O2 -w -I"$root/cpp/src" -I"$root/cpp/include" -I"$root/cuda" -I"$root/cuda/kernels"
+            -I"$cuda_home/include")
 objs=()
 for src in "$root"/cuda/kernels/attention/*.cu; do
   name="$(basename "$src" .cu)"
@@ -17,9 +22,22 @@ for src in "$root"/cuda/kernels/attention/*.cu; do
   objs+=("$work/$name.o")
 done
 g++ "${flags[@]}" -c "$here/paged_attention_emulation_test.cc" -o "$work/test.o" &
+python3 "$here/to_host_source.py" "$root/cuda/kernels/sampling/sampling.cu" "$work/sampling.cc"
+g++ "${flags[@]}" -c "$work/sampling.cc" -o "$work/sampling_1024.o" &
+g++ "${flags[@]}" -DOCTAVO_SAMPLING_THREADS=128 -c "$work/sampling.cc" -o "$work/sampling_128.o" &
+g++ "${host_flags[@]}" -march=native -c "$root/cpp/src/backend/cpu/cpu_sampling.cc" -o "$work/cpu_sampling.o" &
+for src in cpp/src/core/tensor.cc cpp/src/core/dtype.cc cuda/backend/sampling_pack.cc; do
+  g++ "${host_flags[@]}" -c "$root/$src" -o "$work/$(basename "$src" .cc).o" &
+done
+g++ "${host_flags[@]}" -std=c++20 -c "$here/sampling_emulation_test.cc" -o "$work/sampling_test.o" &
 wait
 g++ -o "$work/test" "${objs[@]}" "$work/test.o"
+sampling_objs=("$work/sampling_test.o" "$work/cpu_sampling.o" "$work/tensor.o" "$work/dtype.o" "$work/sampling_pack.o")
+g++ -o "$work/sampling_1024" "$work/sampling_1024.o" "${sampling_objs[@]}"
+g++ -o "$work/sampling_128" "$work/sampling_128.o" "${sampling_objs[@]}"
 "$work/test" 0 1 fixed
 "$work/test" "${1:-20}" "${2:-1}"
 EMU_SMEM=80000 "$work/test" 6 "${2:-1}"   # fp16/bf16 prefill on the CUDA-core tiles
 EMU_SMEM=40000 "$work/test" 4 "${2:-1}"   # prefill on the simple kernel
+"$work/sampling_128" "${1:-20}" "${2:-1}"   # many cases on 128-thread blocks
+"$work/sampling_1024" 3 "${2:-1}" nosweeps  # the production block of 1024 threads

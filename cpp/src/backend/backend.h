@@ -193,6 +193,9 @@ class Backend {
     used_bytes = 0;
     total_bytes = 0;
   }
+  // Sizes sample()'s staging buffers for batches of up to max_rows rows asking for up to
+  // max_logprobs top logprobs, at start-up (no-op on the CPU).
+  virtual void plan_sampling(int64_t max_rows, int32_t max_logprobs) { (void)max_rows, (void)max_logprobs; }
 };
 
 // The CPU backend (float32). num_threads 0: all cores.

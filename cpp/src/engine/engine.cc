@@ -196,6 +196,7 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
     model_ = std::make_unique<DecoderModel>(mc, load_weights(mc, *source, *backend_), *backend_, budget,
                                             config_.max_num_seqs, max_model_len);
   }
+  backend_->plan_sampling(config_.max_num_seqs, config_.max_logprobs);
 
   // Memory plan: the KV cache takes what the user gave, or what the backend plans once a
   // forward of the largest step has run (on a device, so that whatever the libraries

@@ -1,0 +1,522 @@
+// The sampling kernel: one CTA per logits row computes what cpu::sample_row computes, in
+// its order, without sorting the vocabulary. Every pass over a row streams it with 16-byte
+// loads (sampling_block.cuh's for_each_logit).
+//
+//  1. Raw logprobs (rows that ask): max and log-sum-exp of the untouched row, then the top
+//     N by radix select on (logit desc, id asc) composite keys and a bitonic sort of the N.
+//  2. Sparse edits in place (penalties, bans), the raw values kept in edit_scratch.
+//  3. Greedy rows: argmax (lowest id on ties). Others read processed logits p = l / T on
+//     the fly (the row itself keeps its raw values) and narrow them to one threshold each:
+//       min_p: the smallest key whose exp(p - max) >= min_p, by bisection on one thread
+//              (no pass over the row);
+//       top_k: radix select of the k-th largest key (ties survive), counts only;
+//       top_p: the token at which the descending running mass reaches top_p x total: the
+//              1024 largest candidates (radix select by count) sorted and scanned, or, when
+//              the cut lies past them, radix passes with a fixed-point mass per bin.
+//     Every filter keeps an upper set of the (p desc, id asc) order, so "min_p/top_k key
+//     threshold and top_p composite cut" is the whole filtered state.
+//  4. The draw: weights exp(p - max) of the kept tokens, summed in double per warp segment
+//     and per 128-token chunk in a fixed order; the segment, then the chunk, then the token
+//     where the running sum first exceeds counter_uniform(seed, draw_index) x total.
+//  5. The edited logits are restored; the sampled token's raw logprob and rank.
+#include "sampling/sampling.h"
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "common/kernel_dtype.h"
+#include "sampling/sampling_block.cuh"
+
+namespace octavo::cuda {
+
+namespace {
+
+using sampling::AddOp;
+using sampling::ArgMax;
+using sampling::kThreads;
+using sampling::kWarps;
+using sampling::kWarpSize;
+using sampling::u64;
+
+// The draw's unit of work: 4 consecutive logits per lane, 128 per warp step.
+constexpr int kDrawChunk = 4 * kWarpSize;
+// Key of -inf (every smaller key is a NaN).
+constexpr uint32_t kNegInfKey = 0x007fffffu;
+
+// Order-preserving 32-bit key: a > b as floats iff key(a) > key(b). -0 and +0 share a key
+// because they compare equal (so they tie, as on the CPU).
+__device__ __forceinline__ uint32_t order_key(float x) {
+  const uint32_t u = __float_as_uint(x == 0.0f ? 0.0f : x);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ float key_value(uint32_t key) {
+  return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
+}
+
+// Composite key of (logit, token id): descending key order is logit descending, then id
+// ascending (the top-N order and the order top_p cuts in). id_bits is just wide enough for
+// the vocabulary, so ties take few extra radix passes.
+struct KeyLayout {
+  int id_bits;
+  uint32_t id_mask;
+  int key_bits;
+  __device__ explicit KeyLayout(int32_t vocab) : id_bits(1) {
+    while (id_bits < 31 && (1u << id_bits) < static_cast<uint32_t>(vocab)) ++id_bits;
+    id_mask = (1u << id_bits) - 1u;
+    key_bits = 32 + id_bits;
+  }
+  __device__ uint64_t compose(uint32_t okey, int32_t id) const {
+    return (static_cast<uint64_t>(okey) << id_bits) | (id_mask - static_cast<uint32_t>(id));
+  }
+  __device__ int32_t id_of(uint64_t key) const { return static_cast<int32_t>(id_mask - (key & id_mask)); }
+  __device__ uint32_t okey_of(uint64_t key) const { return static_cast<uint32_t>(key >> id_bits); }
+};
+
+// exp in double, rounded once to float: correctly rounded but where the double lies within
+// an ulp of a float rounding boundary. The CPU sampler's glibc expf gave the same float on
+// all but 6e-4 of 5e7 arguments in [-90, 0] (1 ulp apart there); CUDA's expf may be 2 ulp
+// off. Weights, masses and the log-sum-exp all use it.
+__device__ __forceinline__ float sampling_exp(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
+
+// The CPU sampler's counter-based uniform (cpu::counter_uniform), bit for bit.
+__device__ __forceinline__ uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+__device__ __forceinline__ double counter_uniform(uint64_t seed, uint64_t draw_index) {
+  const uint64_t bits = splitmix64(splitmix64(seed ^ (draw_index * 0x9E3779B97F4A7C15ull)));
+  return static_cast<double>(bits >> 11) * 0x1.0p-53;
+}
+
+// One edited token's new logit, in cpu::apply_penalties' order, then the ban.
+__device__ __forceinline__ float apply_edit(float l, const SamplingEdit& e, const SamplingRowParams& p) {
+  if ((e.flags & kSamplingEditRepetition) && p.repetition_penalty != 1.0f) {
+    l = l > 0.0f ? l / p.repetition_penalty : l * p.repetition_penalty;
+  }
+  if (e.output_count > 0 && (p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f)) {
+    // The CPU sampler's `l -= f * count` is contracted to one fused multiply-add by its
+    // compiler (gcc, -march=native, -ffp-contract=fast by default): say so explicitly here.
+    l = fmaf(-p.frequency_penalty, static_cast<float>(e.output_count), l);
+    l -= p.presence_penalty;
+  }
+  if (e.flags & kSamplingEditBanned) l = -INFINITY;
+  return l;
+}
+
+struct RowShared {
+  int32_t token;
+  int32_t status;
+  uint32_t min_p_key;
+  int32_t gathered;
+  double segment_total[kWarps];
+  int32_t segment_last[kWarps];  // last token of positive weight in the segment, -1: none
+  int32_t draw_segment;          // kWarps: no segment crosses the target
+  double draw_prefix;
+  double draw_target;
+  float chunk_weights[kDrawChunk];
+};
+
+// The processed logit of a sampled row: temperature applied on the fly, an exact division
+// as on the CPU. (An allowed-token list would send non-members to -inf here.)
+__device__ __forceinline__ float processed_logit(float v, float temperature) { return v / temperature; }
+
+// Smallest key whose logit passes min_p (exp(p - max) >= min_p): bisection over keys in
+// (key(-inf), key(max)], valid because exp is monotone. Returns 0 when even the maximum
+// fails (min_p > 1), which leaves nothing to sample.
+__device__ uint32_t min_p_threshold(float max_p, float min_p) {
+  auto passes = [&](uint32_t key) { return sampling_exp(key_value(key) - max_p) >= min_p; };
+  uint32_t lo = kNegInfKey, hi = order_key(max_p);
+  if (!passes(hi)) return 0;
+  while (hi - lo > 1) {
+    const uint32_t mid = lo + (hi - lo) / 2;
+    if (passes(mid)) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+// Collects the keys of the count (<= kThreads) elements that selected(i, v, key) accepts
+// into sort_keys and sorts them in descending order.
+template <typename Selected>
+__device__ void gather_sorted(const float* row, int32_t vocab, int32_t count, Selected selected, u64* sort_keys,
+                              RowShared& shared) {
+  const int tid = threadIdx.x;
+  if (tid == 0) shared.gathered = 0;
+  __syncthreads();
+  sampling::for_each_logit(row, vocab, [&](int32_t i, float v) {
+    uint64_t key;
+    if (!selected(i, v, key)) return;
+    const int32_t slot = atomicAdd(&shared.gathered, 1);
+    if (slot < kThreads) sort_keys[slot] = key;
+  });
+  __syncthreads();
+  int size = 1;
+  while (size < count) size <<= 1;
+  for (int j = count + tid; j < size; j += kThreads) sort_keys[j] = 0;  // padding sorts last
+  __syncthreads();
+  sampling::bitonic_sort_descending(sort_keys, size);
+}
+
+
+// Step 1's top N: chunks of up to kThreads keys, each selected by radix select below the
+// previous chunk and sorted in shared memory (one chunk for any N up to kThreads).
+__device__ void write_top_logprobs(const float* row, int32_t vocab, int32_t n, float max_logit, double log_normaliser,
+                                   const KeyLayout& layout, sampling::RadixShared& radix, u64* sort_keys,
+                                   RowShared& shared, int32_t* top_tokens, float* top_logprobs) {
+  const uint32_t top_key = order_key(max_logit);
+  const int tid = threadIdx.x;
+  auto key_of = [&](int32_t i, float v, uint64_t& key, float&) {
+    key = layout.compose(order_key(v), i);
+    return true;
+  };
+  uint64_t previous = 0;
+  for (int32_t start = 0; start < n; start += kThreads) {
+    const int32_t count = n - start < kThreads ? n - start : kThreads;
+    const uint64_t threshold = sampling::radix_select<false>(radix, row, vocab, layout.key_bits,
+                                                             static_cast<uint32_t>(start + count - 1), 0.0,
+                                                             top_key, key_of, sampling::NoMass{});
+    gather_sorted(row, vocab, count,
+                  [&](int32_t i, float v, uint64_t& key) {
+                    key = layout.compose(order_key(v), i);
+                    return key >= threshold && (start == 0 || key < previous);
+                  },
+                  sort_keys, shared);
+    for (int j = tid; j < count; j += kThreads) {
+      const uint64_t key = sort_keys[j];
+      top_tokens[start + j] = layout.id_of(key);
+      top_logprobs[start + j] =
+          static_cast<float>(static_cast<double>(key_value(layout.okey_of(key))) - log_normaliser);
+    }
+    previous = threshold;
+    __syncthreads();
+  }
+}
+
+// top_p: the composite key of the last token it keeps, among the tokens with key >= floor
+// (what min_p and top_k left) in (logit desc, id asc) order: the first at which the running
+// mass reaches top_p x total. Usually among the kThreads largest: those are selected (radix
+// select by count), sorted and scanned exactly. Otherwise (a flat distribution) a radix
+// search over every candidate with a fixed-point mass per bin.
+__device__ uint64_t top_p_cut(const float* row, int32_t vocab, float temperature, float max_p, uint32_t floor,
+                              float top_p, const KeyLayout& layout, sampling::RadixShared& radix, u64* sort_keys,
+                              RowShared& shared) {
+  const int tid = threadIdx.x;
+  double total = 0.0;
+  int32_t candidates = 0;
+  sampling::for_each_logit(row, vocab, [&](int32_t, float v) {
+    const float pl = processed_logit(v, temperature);
+    if (order_key(pl) < floor) return;
+    ++candidates;
+    total += sampling_exp(pl - max_p);
+  });
+  total = sampling::block_all_reduce(total, AddOp{});
+  candidates = sampling::block_all_reduce(candidates, AddOp{});
+  const double keep = static_cast<double>(top_p) * total;
+  auto candidate_key = [&](int32_t i, float v, uint64_t& key, float& aux) {
+    const float pl = processed_logit(v, temperature);
+    const uint32_t k = order_key(pl);
+    if (k < floor) return false;
+    key = layout.compose(k, i);
+    aux = pl;
+    return true;
+  };
+
+  const int32_t count = candidates < kThreads ? candidates : kThreads;
+  const uint64_t threshold = candidates > kThreads
+                                 ? sampling::radix_select<false>(radix, row, vocab, layout.key_bits, kThreads - 1,
+                                                                 0.0, order_key(max_p), candidate_key,
+                                                                 sampling::NoMass{})
+                                 : 0;
+  gather_sorted(row, vocab, count,
+                [&](int32_t i, float v, uint64_t& key) {
+                  float aux;
+                  return candidate_key(i, v, key, aux) && key >= threshold;
+                },
+                sort_keys, shared);
+  const double w = tid < count ? sampling_exp(key_value(layout.okey_of(sort_keys[tid])) - max_p) : 0.0;
+  const double running = sampling::block_inclusive_scan(w);
+  const int32_t first = sampling::block_all_reduce(tid < count && running >= keep ? tid : INT32_MAX,
+                                                   sampling::MinIntOp{});
+  if (first < count) return sort_keys[first];
+
+  // Fixed-point masses: weights (<= 1) times 2^(62 - id_bits), rounded; the vocabulary's
+  // sum stays below 2^62, so a u64 never overflows.
+  const double scale = static_cast<double>(1ull << (62 - layout.id_bits));
+  auto mass_of = [&](float pl, u64& q) {
+    const float wl = sampling_exp(pl - max_p);
+    q = static_cast<u64>(static_cast<double>(wl) * scale + 0.5);
+    return wl > 0.0f;
+  };
+  return sampling::radix_select<true>(radix, row, vocab, layout.key_bits, 0, static_cast<double>(top_p), 0,
+                                      candidate_key, mass_of);
+}
+
+// Step 4: the inverse-CDF draw over weight(i, row[i]) in token-id order. Warp w owns a
+// contiguous segment of whole 128-token chunks; a chunk's sum is the butterfly sum of
+// per-lane sequential sums (the same bits when recomputed), running sums go chunk by
+// chunk, segment by segment.
+template <typename Weight>
+__device__ int32_t draw_token(const float* row, int32_t vocab, double uniform, Weight weight, RowShared& shared) {
+  const int tid = threadIdx.x, warp = tid / kWarpSize, lane = tid % kWarpSize;
+  const int32_t per_warp = (vocab + kWarps - 1) / kWarps;
+  const int32_t segment = (per_warp + kDrawChunk - 1) / kDrawChunk * kDrawChunk;
+  const int32_t begin = static_cast<int64_t>(warp) * segment < vocab ? warp * segment : vocab;
+  const int32_t end = vocab - begin < segment ? vocab : begin + segment;
+  const bool aligned = (reinterpret_cast<uintptr_t>(row) & 15u) == 0;
+
+  // This lane's 4 logits of the chunk at base (16-byte loads where aligned: base is a
+  // multiple of 128) and their weights; returns the lane's sequential sum.
+  auto lane_weights = [&](int32_t base, float* w, int32_t& last) {
+    const int32_t i0 = base + 4 * lane;
+    float v[4];
+    if (aligned && i0 + 3 < end) {
+      const float4 q = *reinterpret_cast<const float4*>(row + i0);
+      v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+    } else {
+      for (int k = 0; k < 4; ++k) v[k] = i0 + k < end ? row[i0 + k] : 0.0f;
+    }
+    double lane_sum = 0.0;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      w[k] = i0 + k < end ? weight(i0 + k, v[k]) : 0.0f;
+      if (w[k] > 0.0f) {
+        lane_sum += w[k];
+        last = i0 + k;
+      }
+    }
+    return lane_sum;
+  };
+
+  // Pass 1: segment sums, kLoadUnroll chunks' loads in flight at a time.
+  double running = 0.0;
+  int32_t last = -1;
+  for (int32_t base = begin; base < end; base += sampling::kLoadUnroll * kDrawChunk) {
+    double lane_sum[sampling::kLoadUnroll];
+#pragma unroll
+    for (int u = 0; u < sampling::kLoadUnroll; ++u) {
+      float w[4];
+      lane_sum[u] = base + u * kDrawChunk < end ? lane_weights(base + u * kDrawChunk, w, last) : 0.0;
+    }
+#pragma unroll
+    for (int u = 0; u < sampling::kLoadUnroll; ++u) {
+      if (base + u * kDrawChunk < end) running += sampling::warp_all_reduce(lane_sum[u], AddOp{});
+    }
+  }
+  last = sampling::warp_all_reduce(last, sampling::MaxIntOp{});
+  if (lane == 0) {
+    shared.segment_total[warp] = running;
+    shared.segment_last[warp] = last;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    double total = 0.0;
+    for (int s = 0; s < kWarps; ++s) total += shared.segment_total[s];
+    const double target = uniform * total;
+    double prefix = 0.0;
+    int chosen = kWarps;
+    for (int s = 0; s < kWarps; ++s) {
+      const double next = prefix + shared.segment_total[s];
+      if (next > target) {
+        chosen = s;
+        break;
+      }
+      prefix = next;
+    }
+    shared.draw_segment = chosen;
+    shared.draw_prefix = prefix;
+    shared.draw_target = target;
+    // Rounding left the target at the very end: the last token of positive weight.
+    int32_t fallback = -1;
+    for (int s = 0; s < kWarps; ++s) fallback = shared.segment_last[s] > fallback ? shared.segment_last[s] : fallback;
+    shared.token = fallback;
+  }
+  __syncthreads();
+  // Pass 2, one warp: the chunk where the running sum passes the target, then its tokens.
+  if (warp == shared.draw_segment) {
+    const double prefix = shared.draw_prefix, target = shared.draw_target;
+    double run = 0.0;
+    for (int32_t base = begin; base < end; base += kDrawChunk) {
+      float w[4];
+      int32_t ignored = -1;
+      const double after = run + sampling::warp_all_reduce(lane_weights(base, w, ignored), AddOp{});
+      if (prefix + after > target) {
+        for (int k = 0; k < 4; ++k) shared.chunk_weights[4 * lane + k] = w[k];
+        __syncwarp();
+        if (lane == 0) {
+          double partial = run;
+          int32_t token = -1;
+          for (int j = 0; j < kDrawChunk; ++j) {
+            const float wj = shared.chunk_weights[j];
+            if (wj <= 0.0f) continue;
+            partial += wj;
+            token = base + j;
+            if (prefix + partial > target) break;
+          }
+          shared.token = token;
+        }
+        break;
+      }
+      run = after;
+    }
+  }
+  __syncthreads();
+  return shared.token;
+}
+
+__global__ void __launch_bounds__(kThreads)
+    sample_kernel(float* __restrict__ logits, int64_t row_stride, int32_t vocab,
+                  const SamplingRowParams* __restrict__ params, const SamplingEdit* __restrict__ edits,
+                  float* __restrict__ edit_scratch, SampledToken* __restrict__ out, int32_t* __restrict__ top_tokens,
+                  float* __restrict__ top_logprobs, int32_t top_stride) {
+  __shared__ sampling::RadixShared radix;
+  __shared__ u64 sort_keys[kThreads];
+  __shared__ RowShared shared;
+  const int tid = threadIdx.x;
+  const int32_t r = blockIdx.x;
+  const SamplingRowParams p = params[r];
+  float* row = logits + static_cast<int64_t>(r) * row_stride;
+  const KeyLayout layout(vocab);
+
+  // 1. Raw logprobs, from the row as it came.
+  double log_normaliser = 0.0;
+  if (p.num_logprobs >= 0) {
+    float m = -INFINITY;
+    sampling::for_each_logit(row, vocab, [&](int32_t, float v) { m = fmaxf(m, v); });
+    m = sampling::block_all_reduce(m, sampling::MaxFloatOp{});
+    double sum = 0.0;  // float exps summed in double, as the CPU sampler
+    sampling::for_each_logit(row, vocab, [&](int32_t, float v) { sum += sampling_exp(v - m); });
+    sum = sampling::block_all_reduce(sum, AddOp{});
+    log_normaliser = static_cast<double>(m) + log(sum);
+    const int32_t n = p.num_logprobs < vocab ? p.num_logprobs : vocab;
+    if (n > 0) {
+      write_top_logprobs(row, vocab, n, m, log_normaliser, layout, radix, sort_keys, shared,
+                         top_tokens + static_cast<int64_t>(r) * top_stride,
+                         top_logprobs + static_cast<int64_t>(r) * top_stride);
+    }
+  }
+
+  // 2. Sparse edits (each token once per row, so no two threads touch one logit).
+  const SamplingEdit* row_edits = edits + p.edit_begin;
+  float* saved = edit_scratch + p.edit_begin;
+  for (int32_t e = tid; e < p.num_edits; e += kThreads) {
+    const SamplingEdit edit = row_edits[e];
+    const float l = row[edit.token];
+    saved[e] = l;
+    row[edit.token] = apply_edit(l, edit, p);
+  }
+  if (tid == 0) {
+    shared.status = kSampleOk;
+    shared.token = -1;
+  }
+  __syncthreads();
+
+  // 3-4. Greedy, or the filters and the draw.
+  if (p.temperature < kSamplingGreedyTemperature) {
+    ArgMax best{-INFINITY, INT32_MAX};
+    sampling::for_each_logit(row, vocab, [&](int32_t i, float v) {
+      if (sampling::better(v, i, best)) best = ArgMax{v, i};
+    });
+    best = sampling::block_argmax(best);
+    if (tid == 0) {
+      if (best.value > -INFINITY) shared.token = best.index;
+      else shared.status = kSampleGreedyNoFiniteLogit;
+    }
+    __syncthreads();
+  } else {
+    const float temperature = p.temperature;
+    float m = -INFINITY;
+    int nan = 0;
+    sampling::for_each_logit(row, vocab, [&](int32_t, float v) {
+      m = fmaxf(m, v);
+      nan |= v != v;
+    });
+    m = sampling::block_all_reduce(m, sampling::MaxFloatOp{});
+    nan = sampling::block_all_reduce(nan, sampling::MaxIntOp{});
+    // Division is monotone, so the largest processed logit is the largest logit divided.
+    const float max_p = processed_logit(m, temperature);
+    if (tid == 0) {
+      if (!(max_p > -INFINITY) || max_p == INFINITY) shared.status = kSampleNoFiniteLogit;
+      else if (nan) shared.status = kSampleNotFinite;
+      shared.min_p_key = 0;
+      if (shared.status == kSampleOk && p.min_p > 0.0f) {
+        shared.min_p_key = min_p_threshold(max_p, p.min_p);
+        if (shared.min_p_key == 0) shared.status = kSampleNoFiniteLogit;
+      }
+    }
+    __syncthreads();
+    if (shared.status == kSampleOk) {
+      // Kept: key(p) >= key_floor (min_p and top_k) and, with top_p, composite key >= cut.
+      uint32_t key_floor = shared.min_p_key;
+      if (p.top_k > 0 && p.top_k < vocab) {
+        // The CPU takes the k-th largest of the row after min_p (its drops at -inf). When k
+        // tokens pass min_p that is the k-th largest of the whole row; when fewer do, it is
+        // -inf and top_k keeps everything, and the whole row's k-th largest then lies below
+        // min_p's floor: either way the floor is the larger of the two.
+        auto key_of = [&](int32_t, float v, uint64_t& key, float&) {
+          key = order_key(processed_logit(v, temperature));
+          return true;
+        };
+        const uint32_t kth = static_cast<uint32_t>(sampling::radix_select<false>(
+            radix, row, vocab, 32, static_cast<uint32_t>(p.top_k - 1), 0.0, order_key(max_p), key_of,
+            sampling::NoMass{}));
+        if (kth > key_floor) key_floor = kth;
+      }
+      const bool has_cut = p.top_p < 1.0f;
+      const uint64_t cut = has_cut ? top_p_cut(row, vocab, temperature, max_p, key_floor, p.top_p, layout, radix,
+                                               sort_keys, shared)
+                                   : 0;
+      const uint32_t floor = key_floor;
+      auto weight = [&](int32_t i, float v) {
+        const float pl = processed_logit(v, temperature);
+        const uint32_t k = order_key(pl);
+        if (k < floor || (has_cut && layout.compose(k, i) < cut)) return 0.0f;
+        return sampling_exp(pl - max_p);
+      };
+      const int32_t token = draw_token(row, vocab, counter_uniform(p.seed, p.draw_index), weight, shared);
+      // Unreachable (the largest logit always survives with weight 1); never report a -1 token.
+      if (tid == 0 && token < 0) shared.status = kSampleNoFiniteLogit;
+    }
+  }
+
+  // 5. Restore the edited logits, then the sampled token's raw logprob and rank.
+  __syncthreads();
+  for (int32_t e = tid; e < p.num_edits; e += kThreads) row[row_edits[e].token] = saved[e];
+  __syncthreads();
+  const int32_t token = shared.token;
+  const int32_t status = shared.status;
+  float logprob = 0.0f;
+  int32_t rank = 0;
+  if (p.num_logprobs >= 0 && status == kSampleOk) {
+    const float chosen = row[token];
+    int32_t above = 0;
+    sampling::for_each_logit(row, vocab, [&](int32_t, float v) { above += v > chosen; });
+    above = sampling::block_all_reduce(above, AddOp{});
+    logprob = static_cast<float>(static_cast<double>(chosen) - log_normaliser);
+    rank = 1 + above;
+  }
+  if (tid == 0) out[r] = SampledToken{status == kSampleOk ? token : -1, logprob, rank, status};
+}
+
+}  // namespace
+
+void launch_sample(float* logits, int64_t row_stride, int32_t rows, int32_t vocab, const SamplingRowParams* params,
+                   const SamplingEdit* edits, float* edit_scratch, SampledToken* out, int32_t* top_tokens,
+                   float* top_logprobs, int32_t top_stride, cudaStream_t stream) {
+  if (vocab <= 0) throw std::invalid_argument("launch_sample: vocab must be positive, got " + std::to_string(vocab));
+  if (rows < 0) throw std::invalid_argument("launch_sample: rows must be non-negative, got " + std::to_string(rows));
+  if (rows > 1 && row_stride < vocab) {
+    throw std::invalid_argument("launch_sample: row stride " + std::to_string(row_stride) +
+                                " is shorter than the vocabulary " + std::to_string(vocab));
+  }
+  if (top_stride < 0) throw std::invalid_argument("launch_sample: top_stride must be non-negative");
+  if (rows == 0) return;
+  sample_kernel<<<rows, kThreads, 0, stream>>>(logits, row_stride, vocab, params, edits, edit_scratch, out,
+                                               top_tokens, top_logprobs, top_stride);
+  OCTAVO_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace octavo::cuda

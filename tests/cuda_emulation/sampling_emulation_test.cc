@@ -1,0 +1,332 @@
+// launch_sample (cuda/kernels/sampling) against the CPU sampler (cpu::sample_row) on fresh
+// random logits, through the CUDA backend's host packing (cuda/backend/sampling_pack.cc):
+// small vocabularies, Gaussian, peaky and heavily tied logits, rows with -inf, every
+// setting (greedy, temperature, min_p, top_k, top_p, penalties over random histories,
+// banned tokens, logprobs up to past one sort chunk), and the error rows. Tokens, ranks
+// and top-N ids must be identical; logprobs within 1e-5; the logits must come back as
+// they went in. Runs the kernel through cuda_emulation.h; see run.sh.
+//   sampling_emulation_test CASES SEED [nosweeps]   (nosweeps: skip the 16-draw sweeps)
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_sampling.h"
+#include "backend/sampling_pack.h"
+#include "octavo/errors.h"
+#include "sampling/sampling.h"
+
+extern "C" const char* cudaGetErrorString(cudaError_t) { return "emulated CUDA error"; }
+
+using namespace octavo;
+
+namespace {
+
+int failures = 0;
+int compared_rows = 0;
+constexpr double kLogprobTolerance = 1e-5;
+
+struct Row {
+  SamplingRow settings;
+  std::vector<int32_t> prompt, output;
+};
+
+// Runs the packed batch through the emulated kernel; logits are modified and restored there.
+std::vector<SampleResult> sample_on_emulated_gpu(std::vector<float>& logits, int32_t vocab,
+                                                 const std::vector<SamplingRow>& rows) {
+  SamplingPack pack;
+  pack_sampling_rows(rows, vocab, pack);
+  const SamplingLayout layout = sampling_layout(rows.size(), pack.edits.size(), pack.top_stride);
+  std::vector<uint64_t> device_inputs(layout.device_input_bytes / 8 + 1);
+  std::vector<uint64_t> results(layout.result_bytes / 8 + 1, ~0ull);  // poison: every field is written
+  char* in = reinterpret_cast<char*>(device_inputs.data());
+  std::memcpy(in + layout.params, pack.params.data(), pack.params.size() * sizeof(cuda::SamplingRowParams));
+  std::memcpy(in + layout.edits, pack.edits.data(), pack.edits.size() * sizeof(cuda::SamplingEdit));
+  char* res = reinterpret_cast<char*>(results.data());
+  cuda::launch_sample(logits.data(), vocab, static_cast<int32_t>(rows.size()), vocab,
+                      reinterpret_cast<cuda::SamplingRowParams*>(in + layout.params),
+                      reinterpret_cast<cuda::SamplingEdit*>(in + layout.edits),
+                      reinterpret_cast<float*>(in + layout.edit_scratch),
+                      reinterpret_cast<cuda::SampledToken*>(res + layout.tokens),
+                      reinterpret_cast<int32_t*>(res + layout.top_tokens),
+                      reinterpret_cast<float*>(res + layout.top_logprobs), pack.top_stride, nullptr);
+  return unpack_sampling_results(rows, vocab, layout, pack.top_stride, res);
+}
+
+bool close(float a, float b) {
+  if (std::isinf(a) || std::isinf(b) || std::isnan(a) || std::isnan(b)) return a == b || (std::isnan(a) && std::isnan(b));
+  return std::fabs(static_cast<double>(a) - b) <= kLogprobTolerance;
+}
+
+std::string describe(const SamplingRow& s) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "T=%g top_k=%d top_p=%g min_p=%g rep=%g freq=%g pres=%g lp=%d banned=%zu hist=%d+%d",
+                s.temperature, s.top_k, s.top_p, s.min_p, s.repetition_penalty, s.frequency_penalty,
+                s.presence_penalty, s.num_logprobs, s.banned_tokens.size(), s.num_prompt_tokens,
+                s.num_output_tokens);
+  return buf;
+}
+
+// One batch: the CPU sampler row by row on copies, the kernel on the batch, compared.
+void run_batch(const std::vector<float>& logits, int32_t vocab, std::vector<Row>& rows, const char* label) {
+  std::vector<SamplingRow> settings;
+  for (Row& r : rows) {
+    r.settings.prompt_tokens = r.prompt.data();
+    r.settings.num_prompt_tokens = static_cast<int32_t>(r.prompt.size());
+    r.settings.output_tokens = r.output.data();
+    r.settings.num_output_tokens = static_cast<int32_t>(r.output.size());
+    settings.push_back(r.settings);
+  }
+  std::vector<SampleResult> want(rows.size());
+  std::string want_error;
+  try {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::vector<float> copy(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
+      want[i] = cpu::sample_row(copy.data(), vocab, settings[i]);
+    }
+  } catch (const Error& e) {
+    want_error = e.what();
+  }
+  std::vector<float> gpu_logits = logits;
+  std::vector<SampleResult> got;
+  std::string got_error;
+  try {
+    got = sample_on_emulated_gpu(gpu_logits, vocab, settings);
+  } catch (const Error& e) {
+    got_error = e.what();
+  }
+  bool ok = want_error == got_error;
+  std::string why = ok ? "" : "error '" + got_error + "' vs CPU '" + want_error + "'";
+  if (ok && std::memcmp(gpu_logits.data(), logits.data(), logits.size() * sizeof(float)) != 0) {
+    ok = false;
+    why = "logits not restored";
+  }
+  if (ok && want_error.empty()) {
+    for (size_t i = 0; i < rows.size() && ok; ++i) {
+      const SampleResult &g = got[i], &w = want[i];
+      char buf[512];
+      if (g.token != w.token) {
+        std::snprintf(buf, sizeof buf, "row %zu token %d vs CPU %d", i, g.token, w.token);
+      } else if (g.rank != w.rank || !close(g.logprob, w.logprob)) {
+        std::snprintf(buf, sizeof buf, "row %zu logprob %.9g rank %d vs CPU %.9g rank %d", i, g.logprob, g.rank,
+                      w.logprob, w.rank);
+      } else if (g.top_tokens != w.top_tokens || g.top_logprobs.size() != w.top_logprobs.size()) {
+        std::snprintf(buf, sizeof buf, "row %zu top tokens differ (%zu vs %zu)", i, g.top_tokens.size(),
+                      w.top_tokens.size());
+      } else {
+        buf[0] = 0;
+        for (size_t j = 0; j < g.top_logprobs.size(); ++j) {
+          if (!close(g.top_logprobs[j], w.top_logprobs[j])) {
+            std::snprintf(buf, sizeof buf, "row %zu top logprob %zu: %.9g vs CPU %.9g", i, j, g.top_logprobs[j],
+                          w.top_logprobs[j]);
+            break;
+          }
+        }
+      }
+      if (buf[0]) {
+        ok = false;
+        why = std::string(buf) + " [" + describe(settings[i]) + "]";
+      }
+    }
+    compared_rows += static_cast<int>(rows.size());
+  }
+  if (!ok) ++failures;
+  std::printf("%s %s vocab=%d rows=%zu %s%s\n", ok ? "ok  " : "FAIL", label, vocab, rows.size(),
+              want_error.empty() ? "" : ("error: " + want_error + " ").c_str(), why.c_str());
+  std::fflush(stdout);
+}
+
+enum class Shape { kGaussian, kFlat, kPeaky, kTies, kSomeNegInf, kFewFinite };
+
+std::vector<float> random_row(std::mt19937& rng, int32_t vocab, Shape shape) {
+  std::vector<float> row(vocab);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_real_distribution<float> sigma_of(0.3f, 8.0f);
+  const float sigma = shape == Shape::kFlat ? 0.3f : sigma_of(rng);
+  for (float& x : row) x = sigma * normal(rng);
+  switch (shape) {
+    case Shape::kGaussian:
+    case Shape::kFlat: break;
+    case Shape::kPeaky: row[rng() % vocab] += 25.0f; row[rng() % vocab] += 22.0f; break;
+    case Shape::kTies:  // a handful of distinct values: ties at every cut
+      for (float& x : row) x = std::round(x / sigma * 1.5f) * 0.75f;
+      break;
+    case Shape::kSomeNegInf:
+      for (float& x : row) if (rng() % 3 == 0) x = -INFINITY;
+      break;
+    case Shape::kFewFinite: {
+      for (float& x : row) x = -INFINITY;
+      const int finite = 1 + rng() % 3;
+      for (int k = 0; k < finite; ++k) row[rng() % vocab] = normal(rng);
+      break;
+    }
+  }
+  return row;
+}
+
+template <typename T>
+T pick(std::mt19937& rng, std::initializer_list<T> options) {
+  return options.begin()[rng() % options.size()];
+}
+
+Row random_settings(std::mt19937& rng, int32_t vocab) {
+  Row r;
+  SamplingRow& s = r.settings;
+  s.temperature = pick(rng, {0.0f, 1e-6f, 0.25f, 0.7f, 1.0f, 1.0f, 1.6f});
+  s.top_k = pick(rng, {0, 0, -1, 1, 2, 5, 40, vocab - 1, vocab, vocab + 3});
+  s.top_p = pick(rng, {1.0f, 1.0f, 0.95f, 0.8f, 0.5f, 0.1f, 1e-4f});
+  s.min_p = pick(rng, {0.0f, 0.0f, 0.02f, 0.2f, 0.9f, 1.0f});
+  if (rng() % 2) {
+    s.repetition_penalty = pick(rng, {1.0f, 1.3f, 0.8f});
+    s.frequency_penalty = pick(rng, {0.0f, 0.5f, -1.1f, 2.0f});
+    s.presence_penalty = pick(rng, {0.0f, 0.8f, -0.3f});
+    const int hot = 1 + rng() % std::min<int32_t>(vocab, 40);  // few distinct ids: repeats
+    for (int i = rng() % 60; i > 0; --i) r.prompt.push_back(rng() % hot);
+    for (int i = rng() % 40; i > 0; --i) r.output.push_back(rng() % (rng() % 2 ? hot : vocab));
+  }
+  for (int i = rng() % 4; i > 0 && rng() % 2; --i) s.banned_tokens.push_back(rng() % vocab);
+  s.num_logprobs = pick(rng, {-1, -1, 0, 1, 5, 20});
+  if (rng() % 16 == 0) s.num_logprobs = 1100;  // past one 1024-key sort chunk (clamped to vocab)
+  s.seed = (static_cast<uint64_t>(rng()) << 32) | rng();
+  s.draw_index = rng() % 1000;
+  return r;
+}
+
+void random_case(std::mt19937& rng, int index) {
+  const int32_t vocab = pick(rng, {50, 64, 97, 256, 1000, 2049, 3000});
+  const int rows = 1 + rng() % 6;
+  std::vector<float> logits;
+  std::vector<Row> settings;
+  for (int i = 0; i < rows; ++i) {
+    const Shape shape = pick(rng, {Shape::kGaussian, Shape::kGaussian, Shape::kPeaky, Shape::kTies, Shape::kTies,
+                                   Shape::kSomeNegInf});
+    const std::vector<float> row = random_row(rng, vocab, shape);
+    logits.insert(logits.end(), row.begin(), row.end());
+    settings.push_back(random_settings(rng, vocab));
+  }
+  run_batch(logits, vocab, settings, ("random " + std::to_string(index)).c_str());
+}
+
+// Rows that must fail (each alone: one failing row fails its batch) or hit edge paths.
+void fixed_cases(std::mt19937& rng) {
+  const int32_t vocab = 300;
+  auto one = [&](Shape shape, auto&& set, const char* label) {
+    std::vector<float> logits = random_row(rng, vocab, shape);
+    std::vector<Row> rows(1);
+    rows[0].settings.seed = rng();
+    set(rows[0]);
+    run_batch(logits, vocab, rows, label);
+  };
+  one(Shape::kFewFinite, [](Row& r) { r.settings.temperature = 0.0f; r.settings.num_logprobs = 3; }, "greedy few finite");
+  one(Shape::kGaussian, [&](Row& r) {
+        r.settings.temperature = 0.0f;
+        for (int i = 0; i < vocab; ++i) r.settings.banned_tokens.push_back(i);
+      }, "greedy all banned");
+  one(Shape::kGaussian, [&](Row& r) {
+        for (int i = 0; i < vocab; ++i) r.settings.banned_tokens.push_back(i);
+      }, "sampled all banned");
+  one(Shape::kFewFinite, [](Row& r) { r.settings.top_p = 0.3f; r.settings.top_k = 2; r.settings.num_logprobs = 20; },
+      "few finite, filters");
+  one(Shape::kGaussian, [](Row& r) { r.settings.temperature = 1e-5f; r.settings.top_p = 0.5f; }, "temperature at the greedy edge");
+  one(Shape::kTies, [](Row& r) { r.settings.top_k = 7; r.settings.num_logprobs = 300; }, "ties, top-N = vocab");
+  one(Shape::kGaussian, [](Row& r) { r.settings.min_p = 1.0f; r.settings.num_logprobs = 0; }, "min_p 1");
+  {
+    // Exactly 5 logits near the maximum, the rest far below: a selection of the 6th largest
+    // must look past the first pass's window around the maximum.
+    std::vector<float> logits(vocab, -50.0f);
+    for (int i = 0; i < 5; ++i) logits[(i * 37) % vocab] = 10.0f - 0.5f * i;
+    std::vector<Row> rows(2);
+    rows[0].settings.num_logprobs = 6;
+    rows[0].settings.top_k = 6;
+    rows[1].settings.top_k = 6;
+    rows[1].settings.temperature = 30.0f;  // flat enough that the 6th token gets drawn
+    for (int i = 0; i < 2; ++i) rows[i].settings.seed = 3 + i;
+    logits.insert(logits.end(), logits.begin(), logits.end());
+    run_batch(logits, vocab, rows, "selection past the first-pass window");
+  }
+  // Bad ids are refused before any device work, with the CPU sampler's message.
+  one(Shape::kGaussian, [](Row& r) { r.settings.banned_tokens = {5, vocab}; }, "banned id out of range");
+  one(Shape::kGaussian, [](Row& r) {
+        r.settings.repetition_penalty = 1.2f;
+        r.prompt = {3, -1};
+      }, "history id out of range");
+}
+
+// Many draws of one row: a filter cut one token off (or a tie kept in the wrong order)
+// shows in some of them.
+void draw_sweeps(std::mt19937& rng) {
+  struct Sweep {
+    Shape shape;
+    float temperature, top_p, min_p, repetition;
+    int32_t top_k;
+    const char* label;
+  };
+  const Sweep sweeps[] = {
+      {Shape::kGaussian, 0.8f, 0.9f, 0.0f, 1.0f, 0, "draws: top_p 0.9"},
+      {Shape::kGaussian, 0.8f, 0.5f, 0.0f, 1.0f, 300, "draws: top_k 300, top_p 0.5"},
+      {Shape::kTies, 1.0f, 0.6f, 0.0f, 1.0f, 0, "draws: ties, top_p 0.6"},
+      {Shape::kTies, 1.0f, 1.0f, 0.0f, 1.0f, 30, "draws: ties, top_k 30"},
+      {Shape::kGaussian, 1.3f, 1.0f, 0.1f, 1.0f, 0, "draws: min_p 0.1"},
+      {Shape::kFlat, 1.5f, 1.0f, 0.0f, 1.0f, 4, "draws: flat, top_k 4"},
+      {Shape::kFlat, 1.0f, 1.0f, 0.0f, 1.0f, 150, "draws: flat, top_k 150"},
+      {Shape::kFlat, 1.0f, 0.3f, 0.0f, 1.0f, 0, "draws: flat, top_p 0.3 (past 128 tokens)"},
+      {Shape::kGaussian, 0.9f, 0.7f, 0.0f, 1.4f, 0, "draws: repetition 1.4, top_p 0.7"},
+  };
+  const int32_t sweep_vocab = 2000;
+  for (const Sweep& sw : sweeps) {
+    const std::vector<float> row = random_row(rng, sweep_vocab, sw.shape);
+    std::vector<int32_t> history;
+    for (int i = 0; i < 200; ++i) history.push_back(rng() % 64);
+    std::vector<float> logits;
+    std::vector<Row> rows(16);
+    for (int i = 0; i < 16; ++i) {
+      logits.insert(logits.end(), row.begin(), row.end());
+      SamplingRow& s = rows[i].settings;
+      s.temperature = sw.temperature;
+      s.top_p = sw.top_p;
+      s.min_p = sw.min_p;
+      s.top_k = sw.top_k;
+      s.repetition_penalty = sw.repetition;
+      s.frequency_penalty = sw.repetition != 1.0f ? 0.3f : 0.0f;
+      rows[i].prompt = history;
+      rows[i].output.assign(history.begin(), history.begin() + 50);
+      s.seed = 11;
+      s.draw_index = i;
+    }
+    run_batch(logits, sweep_vocab, rows, sw.label);
+  }
+  // Equal weights put top_p x total exactly on a running sum: the CPU keeps the token that
+  // reaches it and drops the rest (4 tokens, top_p 0.5: two survive). 256 tokens at top_p
+  // 0.75 put the cut past the first 128 (the fallback search of the 128-thread build).
+  for (const auto& [finite, top_p] : {std::pair<int, float>{4, 0.5f}, std::pair<int, float>{256, 0.75f}}) {
+    const int32_t vocab = 600;
+    std::vector<float> row(vocab, -INFINITY);
+    for (int i = 0; i < finite; ++i) row[(i * 7) % vocab] = 1.0f;
+    std::vector<float> logits;
+    std::vector<Row> rows(16);
+    for (int i = 0; i < 16; ++i) {
+      logits.insert(logits.end(), row.begin(), row.end());
+      rows[i].settings.top_p = top_p;
+      rows[i].settings.seed = 5;
+      rows[i].settings.draw_index = i;
+    }
+    run_batch(logits, vocab, rows, finite == 4 ? "draws: top_p on an exact running sum" : "draws: exact sum past 128");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int cases = argc > 1 ? std::atoi(argv[1]) : 20;
+  const unsigned seed = argc > 2 ? static_cast<unsigned>(std::atoi(argv[2])) : 1u;
+  std::mt19937 rng(seed);
+  const bool sweeps = !(argc > 3 && std::string(argv[3]) == "nosweeps");
+  fixed_cases(rng);
+  if (sweeps) draw_sweeps(rng);
+  for (int i = 0; i < cases; ++i) random_case(rng, i);
+  std::printf("%s: %d failures, %d rows compared\n", failures ? "FAILED" : "PASSED", failures, compared_rows);
+  return failures ? 1 : 0;
+}
