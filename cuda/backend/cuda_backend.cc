@@ -247,65 +247,36 @@ class CudaBackend final : public Backend {
     total_bytes = static_cast<int64_t>(total);
   }
 
-  // Sampling on the GPU (cuda/kernels/sampling): the rows' settings and sparse edits go up
+  // Sampling on the GPU (cuda/kernels/sampling): the rows' settings and sparse lists go up
   // in one copy from pinned memory, one kernel samples every row, the packed results come
   // back in one copy, then one stream synchronisation. The logits are left as they came.
   std::vector<SampleResult> sample(Tensor& logits, const std::vector<SamplingRow>& rows) override {
-    if (logits.dtype != DType::kFloat32 || logits.shape.size() != 2) {
-      throw InvalidArgument("cuda backend sample: logits must be a 2-D float32 tensor, got " +
-                            dtype_name(logits.dtype) + " " + shape_string(logits.shape));
-    }
-    if (static_cast<int64_t>(rows.size()) != logits.rows()) {
-      throw InvalidArgument("cuda backend sample: " + std::to_string(rows.size()) + " sampling rows for " +
-                            std::to_string(logits.rows()) + " logits rows");
-    }
-    if (logits.dim(1) <= 0 || logits.dim(1) > INT32_MAX) {
-      throw InvalidArgument("cuda backend sample: vocab must be a positive int32, got " +
-                            std::to_string(logits.dim(1)));
-    }
+    const int32_t vocab = checked_sampling_vocab(logits, rows.size(), "sample");
     if (rows.empty()) return {};
-    const int32_t vocab = static_cast<int32_t>(logits.dim(1));
     pack_sampling_rows(rows, vocab, sampling_pack_);  // throws on bad token ids, before any device work
-    const SamplingLayout layout = sampling_layout(rows.size(), sampling_pack_.edits.size(), sampling_pack_.top_stride);
-    reserve_sampling(layout);
+    std::vector<int32_t> num_logprobs(rows.size());
+    for (size_t r = 0; r < rows.size(); ++r) num_logprobs[r] = rows[r].num_logprobs;
+    return run_sampling(logits, vocab, num_logprobs);
+  }
 
-    char* staging = static_cast<char*>(sampling_staging_.data());
-    std::memcpy(staging + layout.params, sampling_pack_.params.data(),
-                sampling_pack_.params.size() * sizeof(cuda::SamplingRowParams));
-    std::memcpy(staging + layout.edits, sampling_pack_.edits.data(),
-                sampling_pack_.edits.size() * sizeof(cuda::SamplingEdit));
-    char* inputs = static_cast<char*>(sampling_inputs_.data());
-    char* results = static_cast<char*>(sampling_results_.data());
-    OCTAVO_CUDA_CHECK(cudaMemcpyAsync(inputs, staging, layout.upload_bytes, cudaMemcpyHostToDevice, stream_));
-    cuda::launch_sample(logits.ptr<float>(), logits.row_stride, static_cast<int32_t>(rows.size()), vocab,
-                        reinterpret_cast<const cuda::SamplingRowParams*>(inputs + layout.params),
-                        reinterpret_cast<const cuda::SamplingEdit*>(inputs + layout.edits),
-                        reinterpret_cast<float*>(inputs + layout.edit_scratch),
-                        reinterpret_cast<cuda::SampledToken*>(results + layout.tokens),
-                        reinterpret_cast<int32_t*>(results + layout.top_tokens),
-                        reinterpret_cast<float*>(results + layout.top_logprobs), sampling_pack_.top_stride, stream_);
-    OCTAVO_CUDA_CHECK(cudaMemcpyAsync(sampling_results_host_.data(), results, layout.result_bytes,
-                                      cudaMemcpyDeviceToHost, stream_));
-    OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return unpack_sampling_results(rows, vocab, layout, sampling_pack_.top_stride, sampling_results_host_.data());
+  // Prompt logprobs: the same kernel with each row's token given (nothing sampled or edited).
+  std::vector<SampleResult> compute_logprobs(const Tensor& logits, const std::vector<LogprobsRow>& rows) override {
+    const int32_t vocab = checked_sampling_vocab(logits, rows.size(), "compute_logprobs");
+    if (rows.empty()) return {};
+    pack_logprobs_rows(rows, vocab, sampling_pack_);
+    std::vector<int32_t> num_logprobs(rows.size());
+    for (size_t r = 0; r < rows.size(); ++r) num_logprobs[r] = rows[r].num_logprobs;
+    return run_sampling(logits, vocab, num_logprobs);
   }
 
   // Sizes sample()'s buffers for the largest batch at start-up, so steady-state steps never
   // allocate; only token histories longer than planned grow the edit lists later.
   void plan_sampling(int64_t max_rows, int32_t max_logprobs) override {
     const size_t rows = static_cast<size_t>(std::max<int64_t>(max_rows, 1));
-    reserve_sampling(sampling_layout(rows, rows * kPlannedEditsPerRow, std::max(max_logprobs, 0)));
+    reserve_sampling(sampling_layout(rows, rows * kPlannedEditsPerRow, 0, std::max(max_logprobs, 0)));
   }
 
   // Prompt logprobs, like sample(): the logits come back to the host for the CPU code.
-  std::vector<SampleResult> compute_logprobs(const Tensor& logits, const std::vector<LogprobsRow>& rows) override {
-    const size_t n = static_cast<size_t>(logits.rows()) * static_cast<size_t>(logits.dim(1));
-    host_logits_.resize(n);
-    copy_to_host(host_logits_.data(), logits.data, n * sizeof(float));
-    Tensor host(host_logits_.data(), DType::kFloat32, {logits.rows(), logits.dim(1)});
-    return cpu::logprobs_rows(host, rows, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  }
-
  private:
   Buffer upload_as(const HostTensor& host, DType dtype) {
     const size_t n = static_cast<size_t>(host.numel());
@@ -317,6 +288,48 @@ class CudaBackend final : public Backend {
                          static_cast<int64_t>(n), stream_);
     synchronize();
     return out;
+  }
+
+  static int32_t checked_sampling_vocab(const Tensor& logits, size_t num_rows, const char* op) {
+    if (logits.dtype != DType::kFloat32 || logits.shape.size() != 2) {
+      throw InvalidArgument(std::string("cuda backend ") + op + ": logits must be a 2-D float32 tensor, got " +
+                            dtype_name(logits.dtype) + " " + shape_string(logits.shape));
+    }
+    if (static_cast<int64_t>(num_rows) != logits.rows()) {
+      throw InvalidArgument(std::string("cuda backend ") + op + ": " + std::to_string(num_rows) +
+                            " row descriptions for " + std::to_string(logits.rows()) + " logits rows");
+    }
+    if (logits.dim(1) <= 0 || logits.dim(1) > INT32_MAX) {
+      throw InvalidArgument(std::string("cuda backend ") + op + ": vocab must be a positive int32, got " +
+                            std::to_string(logits.dim(1)));
+    }
+    return static_cast<int32_t>(logits.dim(1));
+  }
+
+  // One upload of sampling_pack_, one launch, one read-back, one synchronisation.
+  std::vector<SampleResult> run_sampling(const Tensor& logits, int32_t vocab, const std::vector<int32_t>& num_logprobs) {
+    const SamplingLayout layout = sampling_layout(sampling_pack_);
+    reserve_sampling(layout);
+    write_sampling_upload(sampling_pack_, layout, sampling_staging_.data());
+    char* inputs = static_cast<char*>(sampling_inputs_.data());
+    char* results = static_cast<char*>(sampling_results_.data());
+    OCTAVO_CUDA_CHECK(cudaMemcpyAsync(inputs, sampling_staging_.data(), layout.upload_bytes, cudaMemcpyHostToDevice,
+                                      stream_));
+    // Rows with a given token (compute_logprobs) only read the logits.
+    cuda::launch_sample(static_cast<float*>(logits.data), logits.row_stride,
+                        static_cast<int32_t>(sampling_pack_.params.size()), vocab,
+                        reinterpret_cast<const cuda::SamplingRowParams*>(inputs + layout.params),
+                        reinterpret_cast<const cuda::SamplingEdit*>(inputs + layout.edits),
+                        reinterpret_cast<const int32_t*>(inputs + layout.allowed), !sampling_pack_.allowed.empty(),
+                        reinterpret_cast<float*>(inputs + layout.edit_scratch),
+                        reinterpret_cast<cuda::SampledToken*>(results + layout.tokens),
+                        reinterpret_cast<int32_t*>(results + layout.top_tokens),
+                        reinterpret_cast<float*>(results + layout.top_logprobs), sampling_pack_.top_stride, stream_);
+    OCTAVO_CUDA_CHECK(cudaMemcpyAsync(sampling_results_host_.data(), results, layout.result_bytes,
+                                      cudaMemcpyDeviceToHost, stream_));
+    OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return unpack_sampling_results(num_logprobs, vocab, layout, sampling_pack_.top_stride,
+                                   sampling_results_host_.data());
   }
 
   // Grows sample()'s buffers to hold layout, by at least half again each time so that

@@ -1,14 +1,16 @@
-// launch_sample (cuda/kernels/sampling) against the CPU sampler (cpu::sample_row) on fresh
-// random logits, through the CUDA backend's host packing (cuda/backend/sampling_pack.cc):
-// small vocabularies, Gaussian, peaky and heavily tied logits, rows with -inf, every
-// setting (greedy, temperature, min_p, top_k, top_p, penalties over random histories,
-// banned tokens, logprobs up to past one sort chunk), and the error rows. Tokens, ranks
-// and top-N ids must be identical; logprobs within 1e-5; the logits must come back as
-// they went in. Runs the kernel through cuda_emulation.h; see run.sh.
+// launch_sample (cuda/kernels/sampling) against the CPU sampler (cpu::sample_row,
+// cpu::logprobs_rows) on fresh random logits, through the CUDA backend's host packing
+// (cuda/backend/sampling_pack.cc): small vocabularies, Gaussian, peaky and heavily tied
+// logits, rows with -inf, every setting (greedy, temperature, min_p, top_k, top_p,
+// allowed tokens, logit bias, penalties over random histories, banned tokens, logprobs up
+// to past one sort chunk), prompt-logprobs rows, and the error rows. Tokens, ranks and
+// top-N ids must be identical; logprobs within 1e-5; the logits must come back as they went
+// in. Runs the kernel through cuda_emulation.h; see run.sh.
 //   sampling_emulation_test CASES SEED [nosweeps]   (nosweeps: skip the 16-draw sweeps)
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
@@ -31,29 +33,37 @@ constexpr double kLogprobTolerance = 1e-5;
 
 struct Row {
   SamplingRow settings;
-  std::vector<int32_t> prompt, output;
+  std::vector<int32_t> prompt, output, allowed, bias_tokens;
+  std::vector<float> bias_values;
 };
 
-// Runs the packed batch through the emulated kernel; logits are modified and restored there.
-std::vector<SampleResult> sample_on_emulated_gpu(std::vector<float>& logits, int32_t vocab,
-                                                 const std::vector<SamplingRow>& rows) {
-  SamplingPack pack;
-  pack_sampling_rows(rows, vocab, pack);
-  const SamplingLayout layout = sampling_layout(rows.size(), pack.edits.size(), pack.top_stride);
+// Runs a packed batch through the emulated kernel, as CudaBackend::run_sampling does.
+std::vector<SampleResult> run_emulated(std::vector<float>& logits, int32_t vocab, const SamplingPack& pack,
+                                       const std::vector<int32_t>& num_logprobs) {
+  const SamplingLayout layout = sampling_layout(pack);
   std::vector<uint64_t> device_inputs(layout.device_input_bytes / 8 + 1);
   std::vector<uint64_t> results(layout.result_bytes / 8 + 1, ~0ull);  // poison: every field is written
   char* in = reinterpret_cast<char*>(device_inputs.data());
-  std::memcpy(in + layout.params, pack.params.data(), pack.params.size() * sizeof(cuda::SamplingRowParams));
-  std::memcpy(in + layout.edits, pack.edits.data(), pack.edits.size() * sizeof(cuda::SamplingEdit));
+  write_sampling_upload(pack, layout, in);
   char* res = reinterpret_cast<char*>(results.data());
-  cuda::launch_sample(logits.data(), vocab, static_cast<int32_t>(rows.size()), vocab,
+  cuda::launch_sample(logits.data(), vocab, static_cast<int32_t>(pack.params.size()), vocab,
                       reinterpret_cast<cuda::SamplingRowParams*>(in + layout.params),
                       reinterpret_cast<cuda::SamplingEdit*>(in + layout.edits),
+                      reinterpret_cast<int32_t*>(in + layout.allowed), !pack.allowed.empty(),
                       reinterpret_cast<float*>(in + layout.edit_scratch),
                       reinterpret_cast<cuda::SampledToken*>(res + layout.tokens),
                       reinterpret_cast<int32_t*>(res + layout.top_tokens),
                       reinterpret_cast<float*>(res + layout.top_logprobs), pack.top_stride, nullptr);
-  return unpack_sampling_results(rows, vocab, layout, pack.top_stride, res);
+  return unpack_sampling_results(num_logprobs, vocab, layout, pack.top_stride, res);
+}
+
+std::vector<SampleResult> sample_on_emulated_gpu(std::vector<float>& logits, int32_t vocab,
+                                                 const std::vector<SamplingRow>& rows) {
+  SamplingPack pack;
+  pack_sampling_rows(rows, vocab, pack);
+  std::vector<int32_t> num_logprobs;
+  for (const SamplingRow& r : rows) num_logprobs.push_back(r.num_logprobs);
+  return run_emulated(logits, vocab, pack, num_logprobs);
 }
 
 bool close(float a, float b) {
@@ -63,10 +73,35 @@ bool close(float a, float b) {
 
 std::string describe(const SamplingRow& s) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "T=%g top_k=%d top_p=%g min_p=%g rep=%g freq=%g pres=%g lp=%d banned=%zu hist=%d+%d",
+  std::snprintf(buf, sizeof buf,
+                "T=%g top_k=%d top_p=%g min_p=%g rep=%g freq=%g pres=%g lp=%d banned=%zu hist=%d+%d allowed=%d bias=%d",
                 s.temperature, s.top_k, s.top_p, s.min_p, s.repetition_penalty, s.frequency_penalty,
                 s.presence_penalty, s.num_logprobs, s.banned_tokens.size(), s.num_prompt_tokens,
-                s.num_output_tokens);
+                s.num_output_tokens, s.num_allowed_tokens, s.num_logit_bias);
+  return buf;
+}
+
+// "" when got matches want (CPU), else what differs.
+std::string difference(const SampleResult& g, const SampleResult& w, size_t i) {
+  char buf[512];
+  buf[0] = 0;
+  if (g.token != w.token) {
+    std::snprintf(buf, sizeof buf, "row %zu token %d vs CPU %d", i, g.token, w.token);
+  } else if (g.rank != w.rank || !close(g.logprob, w.logprob)) {
+    std::snprintf(buf, sizeof buf, "row %zu logprob %.9g rank %d vs CPU %.9g rank %d", i, g.logprob, g.rank,
+                  w.logprob, w.rank);
+  } else if (g.top_tokens != w.top_tokens || g.top_logprobs.size() != w.top_logprobs.size()) {
+    std::snprintf(buf, sizeof buf, "row %zu top tokens differ (%zu vs %zu)", i, g.top_tokens.size(),
+                  w.top_tokens.size());
+  } else {
+    for (size_t j = 0; j < g.top_logprobs.size(); ++j) {
+      if (!close(g.top_logprobs[j], w.top_logprobs[j])) {
+        std::snprintf(buf, sizeof buf, "row %zu top logprob %zu: %.9g vs CPU %.9g", i, j, g.top_logprobs[j],
+                      w.top_logprobs[j]);
+        break;
+      }
+    }
+  }
   return buf;
 }
 
@@ -78,6 +113,11 @@ void run_batch(const std::vector<float>& logits, int32_t vocab, std::vector<Row>
     r.settings.num_prompt_tokens = static_cast<int32_t>(r.prompt.size());
     r.settings.output_tokens = r.output.data();
     r.settings.num_output_tokens = static_cast<int32_t>(r.output.size());
+    r.settings.allowed_tokens = r.allowed.data();
+    r.settings.num_allowed_tokens = static_cast<int32_t>(r.allowed.size());
+    r.settings.logit_bias_tokens = r.bias_tokens.data();
+    r.settings.logit_bias_values = r.bias_values.data();
+    r.settings.num_logit_bias = static_cast<int32_t>(r.bias_tokens.size());
     settings.push_back(r.settings);
   }
   std::vector<SampleResult> want(rows.size());
@@ -106,29 +146,10 @@ void run_batch(const std::vector<float>& logits, int32_t vocab, std::vector<Row>
   }
   if (ok && want_error.empty()) {
     for (size_t i = 0; i < rows.size() && ok; ++i) {
-      const SampleResult &g = got[i], &w = want[i];
-      char buf[512];
-      if (g.token != w.token) {
-        std::snprintf(buf, sizeof buf, "row %zu token %d vs CPU %d", i, g.token, w.token);
-      } else if (g.rank != w.rank || !close(g.logprob, w.logprob)) {
-        std::snprintf(buf, sizeof buf, "row %zu logprob %.9g rank %d vs CPU %.9g rank %d", i, g.logprob, g.rank,
-                      w.logprob, w.rank);
-      } else if (g.top_tokens != w.top_tokens || g.top_logprobs.size() != w.top_logprobs.size()) {
-        std::snprintf(buf, sizeof buf, "row %zu top tokens differ (%zu vs %zu)", i, g.top_tokens.size(),
-                      w.top_tokens.size());
-      } else {
-        buf[0] = 0;
-        for (size_t j = 0; j < g.top_logprobs.size(); ++j) {
-          if (!close(g.top_logprobs[j], w.top_logprobs[j])) {
-            std::snprintf(buf, sizeof buf, "row %zu top logprob %zu: %.9g vs CPU %.9g", i, j, g.top_logprobs[j],
-                          w.top_logprobs[j]);
-            break;
-          }
-        }
-      }
-      if (buf[0]) {
+      const std::string diff = difference(got[i], want[i], i);
+      if (!diff.empty()) {
         ok = false;
-        why = std::string(buf) + " [" + describe(settings[i]) + "]";
+        why = diff + " [" + describe(settings[i]) + "]";
       }
     }
     compared_rows += static_cast<int>(rows.size());
@@ -137,6 +158,33 @@ void run_batch(const std::vector<float>& logits, int32_t vocab, std::vector<Row>
   std::printf("%s %s vocab=%d rows=%zu %s%s\n", ok ? "ok  " : "FAIL", label, vocab, rows.size(),
               want_error.empty() ? "" : ("error: " + want_error + " ").c_str(), why.c_str());
   std::fflush(stdout);
+}
+
+// compute_logprobs: a given token per row, against cpu::logprobs_rows.
+void score_batch(std::mt19937& rng, const std::vector<float>& logits, int32_t vocab, const char* label) {
+  const size_t n = logits.size() / vocab;
+  std::vector<LogprobsRow> rows(n);
+  std::vector<int32_t> num_logprobs;
+  for (LogprobsRow& r : rows) {
+    r.token = static_cast<int32_t>(rng() % vocab);
+    r.num_logprobs = static_cast<int32_t>(rng() % 6);
+    num_logprobs.push_back(r.num_logprobs);
+  }
+  std::vector<float> cpu_logits = logits;
+  Tensor t(cpu_logits.data(), DType::kFloat32, {static_cast<int64_t>(n), vocab});
+  const std::vector<SampleResult> want = cpu::logprobs_rows(t, rows, 1);
+  std::vector<float> gpu_logits = logits;
+  SamplingPack pack;
+  pack_logprobs_rows(rows, vocab, pack);
+  const std::vector<SampleResult> got = run_emulated(gpu_logits, vocab, pack, num_logprobs);
+  std::string why;
+  for (size_t i = 0; i < n && why.empty(); ++i) why = difference(got[i], want[i], i);
+  if (why.empty() && std::memcmp(gpu_logits.data(), logits.data(), logits.size() * sizeof(float)) != 0) {
+    why = "logits changed";
+  }
+  if (!why.empty()) ++failures;
+  compared_rows += static_cast<int>(n);
+  std::printf("%s %s vocab=%d rows=%zu %s\n", why.empty() ? "ok  " : "FAIL", label, vocab, n, why.c_str());
 }
 
 enum class Shape { kGaussian, kFlat, kPeaky, kTies, kSomeNegInf, kFewFinite };
@@ -188,6 +236,17 @@ Row random_settings(std::mt19937& rng, int32_t vocab) {
     for (int i = rng() % 40; i > 0; --i) r.output.push_back(rng() % (rng() % 2 ? hot : vocab));
   }
   for (int i = rng() % 4; i > 0 && rng() % 2; --i) s.banned_tokens.push_back(rng() % vocab);
+  if (rng() % 5 == 0) {  // allowed_token_ids, duplicates included
+    for (int i = 1 + rng() % 40; i > 0; --i) r.allowed.push_back(rng() % vocab);
+  }
+  if (rng() % 4 == 0) {  // logit_bias on distinct ids, some of them allowed or banned
+    for (int i = rng() % 12; i > 0; --i) {
+      const int32_t id = !r.allowed.empty() && rng() % 2 ? r.allowed[rng() % r.allowed.size()] : rng() % vocab;
+      if (std::find(r.bias_tokens.begin(), r.bias_tokens.end(), id) != r.bias_tokens.end()) continue;
+      r.bias_tokens.push_back(id);
+      r.bias_values.push_back(std::uniform_real_distribution<float>(-8.0f, 8.0f)(rng));
+    }
+  }
   s.num_logprobs = pick(rng, {-1, -1, 0, 1, 5, 20});
   if (rng() % 16 == 0) s.num_logprobs = 1100;  // past one 1024-key sort chunk (clamped to vocab)
   s.seed = (static_cast<uint64_t>(rng()) << 32) | rng();
@@ -208,6 +267,7 @@ void random_case(std::mt19937& rng, int index) {
     settings.push_back(random_settings(rng, vocab));
   }
   run_batch(logits, vocab, settings, ("random " + std::to_string(index)).c_str());
+  score_batch(rng, logits, vocab, ("prompt logprobs " + std::to_string(index)).c_str());
 }
 
 // Rows that must fail (each alone: one failing row fails its batch) or hit edge paths.
@@ -247,7 +307,34 @@ void fixed_cases(std::mt19937& rng) {
     logits.insert(logits.end(), logits.begin(), logits.end());
     run_batch(logits, vocab, rows, "selection past the first-pass window");
   }
+  one(Shape::kGaussian, [](Row& r) {
+        r.settings.temperature = 0.0f;
+        r.settings.num_logprobs = 5;
+        r.allowed = {17, 3, 250, 3};
+      }, "greedy within allowed tokens");
+  one(Shape::kGaussian, [](Row& r) {
+        r.settings.top_p = 0.7f;
+        r.settings.top_k = 2;
+        r.allowed = {17, 3, 250, 99, 100};
+        r.bias_tokens = {250, 5};
+        r.bias_values = {4.0f, 30.0f};  // 5 is not allowed: stays -inf
+      }, "allowed tokens with bias and filters");
+  one(Shape::kGaussian, [](Row& r) {
+        r.allowed = {8, 9};
+        r.settings.banned_tokens = {9, 8};
+      }, "allowed tokens all banned");
+  one(Shape::kGaussian, [](Row& r) {
+        // The bias turns the sign the repetition penalty sees (vLLM: bias first).
+        r.settings.temperature = 0.0f;
+        r.settings.repetition_penalty = 3.0f;
+        r.prompt = {0, 1, 2, 3, 4, 5};
+        for (int32_t id = 0; id < 6; ++id) {
+          r.bias_tokens.push_back(id);
+          r.bias_values.push_back(40.0f);
+        }
+      }, "bias before repetition penalty");
   // Bad ids are refused before any device work, with the CPU sampler's message.
+  one(Shape::kGaussian, [](Row& r) { r.allowed = {1, vocab + 2}; }, "allowed id out of range");
   one(Shape::kGaussian, [](Row& r) { r.settings.banned_tokens = {5, vocab}; }, "banned id out of range");
   one(Shape::kGaussian, [](Row& r) {
         r.settings.repetition_penalty = 1.2f;

@@ -1,6 +1,7 @@
-// The CUDA backend's sample() against the CPU backend's on the same fresh random logits:
-// vocab 32000 and 128256, batches of 1 to 256 rows, every setting (greedy, temperature,
-// min_p, top_k, top_p, the three penalties over random histories, banned tokens, logprobs).
+// The CUDA backend's sample() and compute_logprobs() against the CPU backend's on the same
+// fresh random logits: vocab 32000 and 128256, batches of 1 to 256 rows, every setting
+// (greedy, temperature, min_p, top_k, top_p, allowed tokens, logit bias, the three
+// penalties over random histories, banned tokens, logprobs).
 // Seeded draws must give identical tokens, ranks and top-N ids, logprobs within 1e-5, and
 // the logits must come back unchanged. The CPU sampler is the reference: both evaluate the
 // same steps in the same order, differing only in exp (the GPU's exp is within an ulp of
@@ -81,6 +82,26 @@ class SamplingOpsTest : public ::testing::Test {
     if (rng_() % 4 == 0) {
       for (int i = 0; i < 3; ++i) s.banned_tokens.push_back(static_cast<int32_t>(rng_() % vocab));
     }
+    if (rng_() % 6 == 0) {  // allowed_token_ids
+      histories_.emplace_back();
+      std::vector<int32_t>& a = histories_.back();
+      for (int i = 1 + static_cast<int>(rng_() % 300); i > 0; --i) a.push_back(static_cast<int32_t>(rng_() % vocab));
+      s.allowed_tokens = a.data();
+      s.num_allowed_tokens = static_cast<int32_t>(a.size());
+    }
+    if (rng_() % 5 == 0) {  // logit_bias on distinct ids
+      histories_.emplace_back();
+      std::vector<int32_t>& ids = histories_.back();
+      biases_.emplace_back();
+      std::vector<float>& values = biases_.back();
+      for (int i = 0; i < 10; ++i) {
+        ids.push_back(static_cast<int32_t>((rng_() % (vocab / 10)) * 10 + i));
+        values.push_back(std::uniform_real_distribution<float>(-10.0f, 10.0f)(rng_));
+      }
+      s.logit_bias_tokens = ids.data();
+      s.logit_bias_values = values.data();
+      s.num_logit_bias = 10;
+    }
     s.num_logprobs = pick({-1, -1, 0, 1, 5, 20});
     s.seed = (static_cast<uint64_t>(rng_()) << 32) | rng_();
     s.draw_index = rng_() % 4096;
@@ -134,14 +155,16 @@ class SamplingOpsTest : public ::testing::Test {
 
   std::unique_ptr<Backend> cpu_, gpu_;
   std::mt19937 rng_;
+  // Lists the rows point into (growing these moves the vectors, whose buffers stay put).
   std::vector<std::vector<int32_t>> histories_;
+  std::vector<std::vector<float>> biases_;
 };
 
 TEST_F(SamplingOpsTest, EverySettingMatchesCpu) {
   for (const int64_t vocab : {32000, 128256}) {
     for (const int batch : {1, 3, 64, 256}) {
       histories_.clear();
-      histories_.reserve(static_cast<size_t>(batch));  // rows point into the histories
+      biases_.clear();
       std::vector<float> logits;
       std::vector<SamplingRow> rows;
       for (int r = 0; r < batch; ++r) {
@@ -179,6 +202,40 @@ TEST_F(SamplingOpsTest, ManyDrawsOfOneRowMatchCpu) {
       rows[i].draw_index = static_cast<uint64_t>(i);
     }
     compare(logits, vocab, rows, "draws top_p " + std::to_string(st.top_p) + " top_k " + std::to_string(st.top_k));
+  }
+}
+
+// Prompt logprobs: a given token per row, its raw logprob and rank and the top N.
+TEST_F(SamplingOpsTest, ComputeLogprobsMatchesCpu) {
+  for (const int64_t vocab : {32000, 128256}) {
+    const int64_t n = 37;
+    std::vector<float> logits;
+    std::vector<LogprobsRow> rows(static_cast<size_t>(n));
+    for (LogprobsRow& row : rows) {
+      const std::vector<float> r = random_row(vocab);
+      logits.insert(logits.end(), r.begin(), r.end());
+      row.token = static_cast<int32_t>(rng_() % vocab);
+      row.num_logprobs = static_cast<int32_t>(rng_() % 21);
+    }
+    std::vector<float> cpu_logits = logits;
+    const std::vector<SampleResult> want =
+        cpu_->compute_logprobs(Tensor(cpu_logits.data(), DType::kFloat32, {n, vocab}), rows);
+    HostTensor host;
+    host.shape = {n, vocab};
+    host.values = logits;
+    Buffer device = gpu_->upload_float32(host);
+    const std::vector<SampleResult> got = gpu_->compute_logprobs(device.as(DType::kFloat32, {n, vocab}), rows);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t r = 0; r < want.size(); ++r) {
+      EXPECT_EQ(got[r].token, want[r].token);
+      EXPECT_EQ(got[r].rank, want[r].rank) << "vocab " << vocab << " row " << r;
+      EXPECT_NEAR(got[r].logprob, want[r].logprob, kLogprobTolerance);
+      EXPECT_EQ(got[r].top_tokens, want[r].top_tokens) << "vocab " << vocab << " row " << r;
+      ASSERT_EQ(got[r].top_logprobs.size(), want[r].top_logprobs.size());
+      for (size_t j = 0; j < want[r].top_logprobs.size(); ++j) {
+        EXPECT_NEAR(got[r].top_logprobs[j], want[r].top_logprobs[j], kLogprobTolerance);
+      }
+    }
   }
 }
 

@@ -1,12 +1,16 @@
 // The sampling kernel: one CTA per logits row computes what cpu::sample_row computes, in
-// its order, without sorting the vocabulary. Every pass over a row streams it with 16-byte
-// loads (sampling_block.cuh's for_each_logit).
+// the order cpu_sampling.h fixes, without sorting the vocabulary. Every pass over a row
+// streams it with 16-byte loads (sampling_block.cuh's for_each_logit).
 //
-//  1. Raw logprobs (rows that ask): max and log-sum-exp of the untouched row, then the top
+//  0. Raw logprobs (rows that ask): max and log-sum-exp of the untouched row, then the top
 //     N by radix select on (logit desc, id asc) composite keys and a bitonic sort of the N.
-//  2. Sparse edits in place (penalties, bans), the raw values kept in edit_scratch.
-//  3. Greedy rows: argmax (lowest id on ties). Others read processed logits p = l / T on
-//     the fly (the row itself keeps its raw values) and narrow them to one threshold each:
+//  1. Allowed tokens: a bit mask of the vocabulary in shared memory; every read of the row
+//     sees -inf outside it (RowLogits).
+//  2-4. Bans, logit bias and penalties as sparse edits in place, the raw values kept in
+//     edit_scratch and put back at the end.
+//  5. Greedy rows: argmax (lowest id on ties).
+//  6-9. Others read processed logits p = l / T on the fly and narrow them to one threshold
+//     each:
 //       min_p: the smallest key whose exp(p - max) >= min_p, by bisection on one thread
 //              (no pass over the row);
 //       top_k: radix select of the k-th largest key (ties survive), counts only;
@@ -15,10 +19,11 @@
 //              the cut lies past them, radix passes with a fixed-point mass per bin.
 //     Every filter keeps an upper set of the (p desc, id asc) order, so "min_p/top_k key
 //     threshold and top_p composite cut" is the whole filtered state.
-//  4. The draw: weights exp(p - max) of the kept tokens, summed in double per warp segment
+//  10. The draw: weights exp(p - max) of the kept tokens, summed in double per warp segment
 //     and per 128-token chunk in a fixed order; the segment, then the chunk, then the token
 //     where the running sum first exceeds counter_uniform(seed, draw_index) x total.
-//  5. The edited logits are restored; the sampled token's raw logprob and rank.
+// Then the token's raw logprob and rank. Rows with a given token (prompt logprobs) do step
+// 0 and that report only.
 #include "sampling/sampling.h"
 
 #include <cmath>
@@ -92,8 +97,11 @@ __device__ __forceinline__ double counter_uniform(uint64_t seed, uint64_t draw_i
   return static_cast<double>(bits >> 11) * 0x1.0p-53;
 }
 
-// One edited token's new logit, in cpu::apply_penalties' order, then the ban.
+// One edited token's new logit, in the CPU sampler's order: ban, logit bias, then
+// cpu::apply_penalties' repetition, frequency and presence penalties.
 __device__ __forceinline__ float apply_edit(float l, const SamplingEdit& e, const SamplingRowParams& p) {
+  if (e.flags & kSamplingEditBanned) l = -INFINITY;
+  if (e.flags & kSamplingEditBias) l += e.bias;
   if ((e.flags & kSamplingEditRepetition) && p.repetition_penalty != 1.0f) {
     l = l > 0.0f ? l / p.repetition_penalty : l * p.repetition_penalty;
   }
@@ -103,7 +111,6 @@ __device__ __forceinline__ float apply_edit(float l, const SamplingEdit& e, cons
     l = fmaf(-p.frequency_penalty, static_cast<float>(e.output_count), l);
     l -= p.presence_penalty;
   }
-  if (e.flags & kSamplingEditBanned) l = -INFINITY;
   return l;
 }
 
@@ -120,9 +127,21 @@ struct RowShared {
   float chunk_weights[kDrawChunk];
 };
 
+// A row's logits as steps 1-4 leave them: the row itself holds the edited values (step 2-4's
+// sparse edits), and a row with an allowed list reads -inf outside it, from a bit mask of
+// the vocabulary in shared memory (null: every token allowed).
+struct RowLogits {
+  const uint32_t* allowed_bits;
+  __device__ __forceinline__ float operator()(int32_t i, float v) const {
+    return allowed_bits != nullptr && !((allowed_bits[i >> 5] >> (i & 31)) & 1u) ? -INFINITY : v;
+  }
+};
+
 // The processed logit of a sampled row: temperature applied on the fly, an exact division
-// as on the CPU. (An allowed-token list would send non-members to -inf here.)
-__device__ __forceinline__ float processed_logit(float v, float temperature) { return v / temperature; }
+// as on the CPU.
+__device__ __forceinline__ float processed_logit(const RowLogits& logit, int32_t i, float v, float temperature) {
+  return logit(i, v) / temperature;
+}
 
 // Smallest key whose logit passes min_p (exp(p - max) >= min_p): bisection over keys in
 // (key(-inf), key(max)], valid because exp is monotone. Returns 0 when even the maximum
@@ -201,14 +220,14 @@ __device__ void write_top_logprobs(const float* row, int32_t vocab, int32_t n, f
 // mass reaches top_p x total. Usually among the kThreads largest: those are selected (radix
 // select by count), sorted and scanned exactly. Otherwise (a flat distribution) a radix
 // search over every candidate with a fixed-point mass per bin.
-__device__ uint64_t top_p_cut(const float* row, int32_t vocab, float temperature, float max_p, uint32_t floor,
-                              float top_p, const KeyLayout& layout, sampling::RadixShared& radix, u64* sort_keys,
-                              RowShared& shared) {
+__device__ uint64_t top_p_cut(const float* row, int32_t vocab, const RowLogits& logit, float temperature,
+                              float max_p, uint32_t floor, float top_p, const KeyLayout& layout,
+                              sampling::RadixShared& radix, u64* sort_keys, RowShared& shared) {
   const int tid = threadIdx.x;
   double total = 0.0;
   int32_t candidates = 0;
-  sampling::for_each_logit(row, vocab, [&](int32_t, float v) {
-    const float pl = processed_logit(v, temperature);
+  sampling::for_each_logit(row, vocab, [&](int32_t i, float v) {
+    const float pl = processed_logit(logit, i, v, temperature);
     if (order_key(pl) < floor) return;
     ++candidates;
     total += sampling_exp(pl - max_p);
@@ -217,7 +236,7 @@ __device__ uint64_t top_p_cut(const float* row, int32_t vocab, float temperature
   candidates = sampling::block_all_reduce(candidates, AddOp{});
   const double keep = static_cast<double>(top_p) * total;
   auto candidate_key = [&](int32_t i, float v, uint64_t& key, float& aux) {
-    const float pl = processed_logit(v, temperature);
+    const float pl = processed_logit(logit, i, v, temperature);
     const uint32_t k = order_key(pl);
     if (k < floor) return false;
     key = layout.compose(k, i);
@@ -367,21 +386,28 @@ __device__ int32_t draw_token(const float* row, int32_t vocab, double uniform, W
   return shared.token;
 }
 
+// Shared memory each row with an allowed list needs for its mask, at most: 96 KiB (a
+// vocabulary of 786432 tokens) fits beside the kernel's 35 KiB of static shared memory on
+// sm_80 (164 KiB a block) and sm_90 (227 KiB).
+constexpr size_t kMaxAllowedMaskBytes = 96u << 10;
+
 __global__ void __launch_bounds__(kThreads)
     sample_kernel(float* __restrict__ logits, int64_t row_stride, int32_t vocab,
                   const SamplingRowParams* __restrict__ params, const SamplingEdit* __restrict__ edits,
-                  float* __restrict__ edit_scratch, SampledToken* __restrict__ out, int32_t* __restrict__ top_tokens,
-                  float* __restrict__ top_logprobs, int32_t top_stride) {
+                  const int32_t* __restrict__ allowed, float* __restrict__ edit_scratch,
+                  SampledToken* __restrict__ out, int32_t* __restrict__ top_tokens, float* __restrict__ top_logprobs,
+                  int32_t top_stride) {
   __shared__ sampling::RadixShared radix;
   __shared__ u64 sort_keys[kThreads];
   __shared__ RowShared shared;
+  extern __shared__ unsigned char allowed_mask[];  // [ceil(vocab / 32)] words when a row has a list
   const int tid = threadIdx.x;
   const int32_t r = blockIdx.x;
   const SamplingRowParams p = params[r];
   float* row = logits + static_cast<int64_t>(r) * row_stride;
   const KeyLayout layout(vocab);
 
-  // 1. Raw logprobs, from the row as it came.
+  // 0. Raw logprobs, from the row as it came.
   double log_normaliser = 0.0;
   if (p.num_logprobs >= 0) {
     float m = -INFINITY;
@@ -398,27 +424,43 @@ __global__ void __launch_bounds__(kThreads)
                          top_logprobs + static_cast<int64_t>(r) * top_stride);
     }
   }
+  if (tid == 0) {
+    shared.status = kSampleOk;
+    shared.token = p.given_token;
+  }
 
-  // 2. Sparse edits (each token once per row, so no two threads touch one logit).
+  // 1. The allowed-token mask (only rows that sample).
+  RowLogits logit{nullptr};
+  const bool sampled = p.given_token < 0;
+  if (sampled && p.num_allowed > 0) {
+    uint32_t* bits = reinterpret_cast<uint32_t*>(allowed_mask);
+    for (int32_t w = tid; w < (vocab + 31) / 32; w += kThreads) bits[w] = 0u;
+    __syncthreads();
+    for (int32_t a = tid; a < p.num_allowed; a += kThreads) {
+      const int32_t id = allowed[p.allowed_begin + a];
+      atomicOr(&bits[id >> 5], 1u << (id & 31));
+    }
+    logit.allowed_bits = bits;
+  }
+
+  // 2-4. Sparse edits (each token once per row, so no two threads touch one logit).
   const SamplingEdit* row_edits = edits + p.edit_begin;
   float* saved = edit_scratch + p.edit_begin;
-  for (int32_t e = tid; e < p.num_edits; e += kThreads) {
+  const int32_t num_edits = sampled ? p.num_edits : 0;
+  for (int32_t e = tid; e < num_edits; e += kThreads) {
     const SamplingEdit edit = row_edits[e];
     const float l = row[edit.token];
     saved[e] = l;
     row[edit.token] = apply_edit(l, edit, p);
   }
-  if (tid == 0) {
-    shared.status = kSampleOk;
-    shared.token = -1;
-  }
   __syncthreads();
 
-  // 3-4. Greedy, or the filters and the draw.
-  if (p.temperature < kSamplingGreedyTemperature) {
+  // 5-10. Greedy, or the filters and the draw.
+  if (sampled && p.temperature < kSamplingGreedyTemperature) {
     ArgMax best{-INFINITY, INT32_MAX};
     sampling::for_each_logit(row, vocab, [&](int32_t i, float v) {
-      if (sampling::better(v, i, best)) best = ArgMax{v, i};
+      const float l = logit(i, v);
+      if (sampling::better(l, i, best)) best = ArgMax{l, i};
     });
     best = sampling::block_argmax(best);
     if (tid == 0) {
@@ -426,18 +468,19 @@ __global__ void __launch_bounds__(kThreads)
       else shared.status = kSampleGreedyNoFiniteLogit;
     }
     __syncthreads();
-  } else {
+  } else if (sampled) {
     const float temperature = p.temperature;
     float m = -INFINITY;
     int nan = 0;
-    sampling::for_each_logit(row, vocab, [&](int32_t, float v) {
-      m = fmaxf(m, v);
-      nan |= v != v;
+    sampling::for_each_logit(row, vocab, [&](int32_t i, float v) {
+      const float l = logit(i, v);
+      m = fmaxf(m, l);
+      nan |= l != l;
     });
     m = sampling::block_all_reduce(m, sampling::MaxFloatOp{});
     nan = sampling::block_all_reduce(nan, sampling::MaxIntOp{});
     // Division is monotone, so the largest processed logit is the largest logit divided.
-    const float max_p = processed_logit(m, temperature);
+    const float max_p = m / temperature;
     if (tid == 0) {
       if (!(max_p > -INFINITY) || max_p == INFINITY) shared.status = kSampleNoFiniteLogit;
       else if (nan) shared.status = kSampleNotFinite;
@@ -456,8 +499,8 @@ __global__ void __launch_bounds__(kThreads)
         // tokens pass min_p that is the k-th largest of the whole row; when fewer do, it is
         // -inf and top_k keeps everything, and the whole row's k-th largest then lies below
         // min_p's floor: either way the floor is the larger of the two.
-        auto key_of = [&](int32_t, float v, uint64_t& key, float&) {
-          key = order_key(processed_logit(v, temperature));
+        auto key_of = [&](int32_t i, float v, uint64_t& key, float&) {
+          key = order_key(processed_logit(logit, i, v, temperature));
           return true;
         };
         const uint32_t kth = static_cast<uint32_t>(sampling::radix_select<false>(
@@ -466,12 +509,12 @@ __global__ void __launch_bounds__(kThreads)
         if (kth > key_floor) key_floor = kth;
       }
       const bool has_cut = p.top_p < 1.0f;
-      const uint64_t cut = has_cut ? top_p_cut(row, vocab, temperature, max_p, key_floor, p.top_p, layout, radix,
-                                               sort_keys, shared)
+      const uint64_t cut = has_cut ? top_p_cut(row, vocab, logit, temperature, max_p, key_floor, p.top_p, layout,
+                                               radix, sort_keys, shared)
                                    : 0;
       const uint32_t floor = key_floor;
       auto weight = [&](int32_t i, float v) {
-        const float pl = processed_logit(v, temperature);
+        const float pl = processed_logit(logit, i, v, temperature);
         const uint32_t k = order_key(pl);
         if (k < floor || (has_cut && layout.compose(k, i) < cut)) return 0.0f;
         return sampling_exp(pl - max_p);
@@ -482,9 +525,9 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
 
-  // 5. Restore the edited logits, then the sampled token's raw logprob and rank.
+  // Restore the edited logits, then the token's raw logprob and rank (step 0's report).
   __syncthreads();
-  for (int32_t e = tid; e < p.num_edits; e += kThreads) row[row_edits[e].token] = saved[e];
+  for (int32_t e = tid; e < num_edits; e += kThreads) row[row_edits[e].token] = saved[e];
   __syncthreads();
   const int32_t token = shared.token;
   const int32_t status = shared.status;
@@ -492,11 +535,10 @@ __global__ void __launch_bounds__(kThreads)
   int32_t rank = 0;
   if (p.num_logprobs >= 0 && status == kSampleOk) {
     const float chosen = row[token];
-    int32_t above = 0;
-    sampling::for_each_logit(row, vocab, [&](int32_t, float v) { above += v > chosen; });
-    above = sampling::block_all_reduce(above, AddOp{});
+    int32_t at_least = 0;  // vLLM's rank: the raw logits >= the token's own, itself included
+    sampling::for_each_logit(row, vocab, [&](int32_t, float v) { at_least += v >= chosen; });
+    rank = sampling::block_all_reduce(at_least, AddOp{});
     logprob = static_cast<float>(static_cast<double>(chosen) - log_normaliser);
-    rank = 1 + above;
   }
   if (tid == 0) out[r] = SampledToken{status == kSampleOk ? token : -1, logprob, rank, status};
 }
@@ -504,8 +546,9 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 void launch_sample(float* logits, int64_t row_stride, int32_t rows, int32_t vocab, const SamplingRowParams* params,
-                   const SamplingEdit* edits, float* edit_scratch, SampledToken* out, int32_t* top_tokens,
-                   float* top_logprobs, int32_t top_stride, cudaStream_t stream) {
+                   const SamplingEdit* edits, const int32_t* allowed, bool any_allowed, float* edit_scratch,
+                   SampledToken* out, int32_t* top_tokens, float* top_logprobs, int32_t top_stride,
+                   cudaStream_t stream) {
   if (vocab <= 0) throw std::invalid_argument("launch_sample: vocab must be positive, got " + std::to_string(vocab));
   if (rows < 0) throw std::invalid_argument("launch_sample: rows must be non-negative, got " + std::to_string(rows));
   if (rows > 1 && row_stride < vocab) {
@@ -513,9 +556,19 @@ void launch_sample(float* logits, int64_t row_stride, int32_t rows, int32_t voca
                                 " is shorter than the vocabulary " + std::to_string(vocab));
   }
   if (top_stride < 0) throw std::invalid_argument("launch_sample: top_stride must be non-negative");
+  const size_t mask_bytes = any_allowed ? (static_cast<size_t>(vocab) + 31) / 32 * sizeof(uint32_t) : 0;
+  if (mask_bytes > kMaxAllowedMaskBytes) {
+    throw std::invalid_argument("launch_sample: allowed-token lists need a " + std::to_string(mask_bytes) +
+                                "-byte mask, more than the " + std::to_string(kMaxAllowedMaskBytes) +
+                                " bytes of shared memory kept for it (vocab " + std::to_string(vocab) + ")");
+  }
   if (rows == 0) return;
-  sample_kernel<<<rows, kThreads, 0, stream>>>(logits, row_stride, vocab, params, edits, edit_scratch, out,
-                                               top_tokens, top_logprobs, top_stride);
+  if (mask_bytes > 0) {
+    OCTAVO_CUDA_CHECK(cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(mask_bytes)));
+  }
+  sample_kernel<<<rows, kThreads, mask_bytes, stream>>>(logits, row_stride, vocab, params, edits, allowed,
+                                                        edit_scratch, out, top_tokens, top_logprobs, top_stride);
   OCTAVO_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,8 +1,9 @@
-// Sampling on the GPU: one token per logits row with the CPU sampler's semantics
-// (cpp/src/backend/cpu/cpu_sampling.cc, vLLM v1's order): raw logprobs, sparse edits
-// (penalties, bans), greedy or temperature / min_p / top_k / top_p, then a seeded
-// inverse-CDF draw. One CTA per row, no sort of the vocabulary: the filters find their
-// thresholds by radix-select passes (sampling.cu says how).
+// Sampling on the GPU: one token per logits row with the CPU sampler's semantics and order
+// (cpp/src/backend/cpu/cpu_sampling.h, vLLM v1's): raw logprobs, the allowed-token mask,
+// sparse edits (bans, logit bias, penalties), greedy or temperature / min_p / top_k /
+// top_p, then a seeded inverse-CDF draw. Rows may instead score a given token (prompt
+// logprobs). One CTA per row, no sort of the vocabulary: the filters find their thresholds
+// by radix-select passes (sampling.cu says how).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -28,20 +29,24 @@ struct SamplingRowParams {
   uint64_t draw_index;
   int32_t edit_begin;        // this row's entries in the edits array
   int32_t num_edits;
+  int32_t allowed_begin;     // this row's allowed token ids in the allowed array
+  int32_t num_allowed;       // 0: every token allowed; else the others get -inf
+  int32_t given_token;       // >= 0: nothing is sampled; the logprobs are reported for it
+  int32_t reserved;          // keeps the struct a multiple of 8 bytes
 };
 
 // The sparse edits of one token of one row (each token at most once per row), applied in
-// the CPU sampler's order: repetition penalty, frequency then presence penalty, ban.
-// A new per-token edit (a logit bias, a bad-words ban) is a flag here plus a line in
-// apply_edit() (sampling.cu) at the point vLLM applies it; an allowed-token list is a
-// per-row list tested where the kernel reads a processed logit (processed_logit()).
+// the CPU sampler's order: ban, logit bias, repetition penalty, frequency then presence
+// penalty. A new per-token edit is a flag here plus a line in apply_edit() (sampling.cu).
 struct SamplingEdit {
   int32_t token;
   int32_t output_count;  // occurrences in the output so far: frequency/presence when > 0
   uint32_t flags;        // kSamplingEdit* bits
+  float bias;            // added with kSamplingEditBias
 };
 constexpr uint32_t kSamplingEditRepetition = 1u;  // the token is in the prompt or the output
-constexpr uint32_t kSamplingEditBanned = 2u;      // logit -> -inf (min_tokens' EOS/stop ids)
+constexpr uint32_t kSamplingEditBanned = 2u;      // logit -> -inf (bad words, min_tokens' EOS/stop ids)
+constexpr uint32_t kSamplingEditBias = 4u;        // logit += bias (logit_bias)
 
 // Why a row has no token; the caller raises the CPU sampler's error for it.
 enum SampleStatus : int32_t {
@@ -54,22 +59,26 @@ enum SampleStatus : int32_t {
 struct SampledToken {
   int32_t token;
   float logprob;  // raw logprob of the token (rows with num_logprobs >= 0)
-  int32_t rank;   // 1 + the number of raw logits strictly greater (same rows)
+  int32_t rank;   // the number of raw logits >= the token's own, vLLM's rule (same rows)
   int32_t status; // SampleStatus
 };
 
 // Samples rows tokens. logits are read, edited in place for the sparse edits and restored
-// before the kernel ends: they come back as they went in. edit_scratch holds the raw
-// values of the edited tokens meanwhile (one float per edit). top_tokens / top_logprobs:
-// row r's min(num_logprobs, vocab) most likely raw tokens (logit descending, then token id
-// ascending) at r * top_stride; top_stride must be at least every row's num_logprobs
-// (clamped to vocab). Every pointer is device memory. Throws std::invalid_argument for
-// vocab <= 0, negative rows, or a row stride shorter than vocab.
+// before the kernel ends: they come back as they went in (rows with a given token are only
+// read). edit_scratch holds the raw values of the edited tokens meanwhile (one float per
+// edit). top_tokens / top_logprobs: row r's min(num_logprobs, vocab) most likely raw tokens
+// (logit descending, then token id ascending) at r * top_stride; top_stride must be at
+// least every row's num_logprobs (clamped to vocab). any_allowed says whether some row has
+// an allowed list (those rows keep a vocab-bit mask in shared memory). Every pointer is
+// device memory. Throws std::invalid_argument for vocab <= 0, negative rows, a row stride
+// shorter than vocab, or a vocabulary whose mask does not fit in shared memory.
 void launch_sample(float* logits,                     // [rows, vocab], rows row_stride apart
                    int64_t row_stride,                // elements
                    int32_t rows, int32_t vocab,
                    const SamplingRowParams* params,   // [rows]
                    const SamplingEdit* edits,         // [total edits], row r's at params[r].edit_begin
+                   const int32_t* allowed,            // [total allowed], row r's at params[r].allowed_begin
+                   bool any_allowed,
                    float* edit_scratch,               // [total edits]
                    SampledToken* out,                 // [rows]
                    int32_t* top_tokens,               // [rows, top_stride]
