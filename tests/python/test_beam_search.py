@@ -153,3 +153,23 @@ def test_beams_stop_growing_at_max_model_len(make_model):
     out = llm.beam_search([{"prompt_token_ids": prompt}], BeamSearchParams(beam_width=2, max_tokens=8, ignore_eos=True))
     assert [len(s.tokens) for s in out[0].sequences] == [12, 12]
     assert all(s.finish_reason == "length" for s in out[0].sequences)
+
+
+def test_beams_share_the_prompt_blocks_through_the_prefix_cache(make_model):
+    """Each step re-submits every beam as prompt + its tokens (as vLLM); with prefix caching
+    on, the prompt's full blocks are computed once and found by every later beam pass, and
+    the beams are the same as with caching off."""
+    model_dir = make_model("llama")
+    prompt = [{"prompt_token_ids": list(range(5, 5 + 40))}]  # 40 tokens: 2 full 16-token blocks
+    params = BeamSearchParams(beam_width=3, max_tokens=5, ignore_eos=True)
+    cached = LLM(model_dir, max_model_len=64, block_size=16)
+    uncached = LLM(model_dir, max_model_len=64, block_size=16, enable_prefix_caching=False)
+    with_cache = cached.beam_search(prompt, params)[0]
+    without = uncached.beam_search(prompt, params)[0]
+    assert [s.tokens for s in with_cache.sequences] == [s.tokens for s in without.sequences]
+    hits = cached._engine.stats().num_prefix_cache_hits
+    computed = cached._engine.stats().num_prompt_tokens_computed
+    # 5 steps; every beam pass after the first finds at least the prompt's 32 cached tokens.
+    assert hits >= 32 * (1 + 3 * 3)
+    assert computed < uncached._engine.stats().num_prompt_tokens_computed
+    assert uncached._engine.stats().num_prefix_cache_hits == 0
