@@ -7,7 +7,10 @@
 //   flash-decoding with split-K on tensor cores, K/V streamed through cp.async rings.
 // - decode (paged_attention_decode.cu): the same rows in fp32 (or below sm_80), CUDA cores.
 // - prefill (paged_attention_prefill.cu): rows with more than one query; tiled, CUDA cores.
-// - prefill_mma (paged_attention_prefill_mma.cu): the same tiling on tensor cores (fp16, bf16).
+// - prefill_flash (paged_attention_prefill_flash.cu): rows with more than one query, fp16/bf16
+//   at head_dim 64 and 128 on sm_80+; FlashAttention-2 style on tensor cores.
+// - prefill_mma (paged_attention_prefill_mma.cu): the tiled kernel on tensor cores (wmma) for
+//   the other head sizes in fp16/bf16.
 // - simple (here): one warp per (query, head), any block_size and alignment. Used for
 //   head_dim 16, non-power-of-two block sizes, misaligned q or caches, decode rows of groups
 //   above 16 (above 8 off the tensor-core path), and prefill rows when a device lacks the
@@ -189,7 +192,7 @@ struct AttentionDescriptor {
 };
 
 enum class DecodePath { kTensorCore, kSplitK, kSimple };
-enum class PrefillPath { kTensorCore, kTiled, kSimple };
+enum class PrefillPath { kFlash, kTensorCore, kTiled, kSimple };
 struct Paths {
   DecodePath decode;
   PrefillPath prefill;
@@ -252,7 +255,10 @@ Paths choose_paths(const AttentionDescriptor& d) {
       detail::decode_mma_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {
     paths.decode = DecodePath::kTensorCore;
   }
-  if (tensor_cores &&
+  const size_t flash_smem = detail::prefill_flash_smem_bytes(d.head_dim);
+  if (tensor_cores && flash_smem != 0 && flash_smem + kStaticSmemSlack <= d.max_smem_per_block) {
+    paths.prefill = PrefillPath::kFlash;
+  } else if (tensor_cores &&
              detail::prefill_mma_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {
     paths.prefill = PrefillPath::kTensorCore;
   } else if (detail::prefill_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {
@@ -331,6 +337,9 @@ void launch_paged_attention(void* out, int64_t out_row_stride, const void* q,
     }
     if (max_query_len <= 1) return;  // no prefill rows
     switch (paths.prefill) {
+      case PrefillPath::kFlash:
+        if constexpr (!std::is_same_v<T, float>) detail::launch_prefill_flash<T>(p, max_query_len, stream);
+        break;
       case PrefillPath::kTensorCore:
         if constexpr (!std::is_same_v<T, float>) detail::launch_prefill_mma<T>(p, max_query_len, stream);
         break;

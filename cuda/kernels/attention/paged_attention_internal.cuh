@@ -205,5 +205,10 @@ void launch_prefill(const Params& p, int64_t max_query_len, cudaStream_t stream)
 size_t prefill_mma_smem_bytes(int64_t head_dim);
 template <typename T>
 void launch_prefill_mma(const Params& p, int64_t max_query_len, cudaStream_t stream);
+// Tensor cores, FlashAttention-2 style (mma.sync, cp.async), fp16 and bf16 at head_dim 64
+// and 128 (0 bytes: not compiled for this head_dim):
+size_t prefill_flash_smem_bytes(int64_t head_dim);
+template <typename T>
+void launch_prefill_flash(const Params& p, int64_t max_query_len, cudaStream_t stream);
 
 }  // namespace octavo::cuda::paged_attention_detail
