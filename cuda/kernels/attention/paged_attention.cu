@@ -315,8 +315,12 @@ void launch_paged_attention(void* out, int64_t out_row_stride, const void* q,
     }
     // Each grid covers every row; rows of the other kind leave at once.
     if (paths.decode != DecodePath::kSimple) {
+      // Keys from the first step's start: a window may begin mid-step. Never above
+      // max_seq_len, so paged_attention_workspace_bytes (sized by it) covers the splits.
       const int64_t max_context =
-          p.sliding_window > 0 ? std::min<int64_t>(max_seq_len, p.sliding_window) : max_seq_len;
+          p.sliding_window > 0
+              ? std::min<int64_t>(max_seq_len, int64_t{p.sliding_window} + detail::kDecodeStepKeys - 1)
+              : max_seq_len;
       const int splits = detail::choose_decode_splits(num_seqs, kv_heads, max_context);
       const size_t needed = detail::decode_workspace_bytes(num_seqs, q_heads, head_dim, splits);
       require_arg(needed == 0 || (workspace != nullptr && workspace_bytes >= needed), kOp,

@@ -292,8 +292,7 @@ DecodeWorkspace carve_decode_workspace(void* workspace, int64_t num_seqs, int64_
 }
 
 int choose_decode_splits(int64_t num_seqs, int64_t kv_heads, int64_t max_context) {
-  // Steps a context of max_context keys can touch (one more when it starts mid-step).
-  const int64_t steps = ceil_div(std::max<int64_t>(max_context, 1), kDecodeStepKeys) + 1;
+  const int64_t steps = ceil_div(std::max<int64_t>(max_context, 1), kDecodeStepKeys);
   const int64_t by_length = ceil_div(steps, kMinSplitSteps);
   const int64_t wanted = ceil_div(kTargetDecodeBlocks, std::max<int64_t>(num_seqs * kv_heads, 1));
   return static_cast<int>(std::max<int64_t>(1, std::min({by_length, wanted, kMaxDecodeSplits})));

@@ -181,7 +181,8 @@ constexpr int kMaxDecodeGroup = 8;
 // Tensor cores, fp16/bf16 on sm_80+: group <= kMaxDecodeMmaGroup (one 16-row MMA tile),
 // the same head_dim, block_size and alignment limits.
 constexpr int kMaxDecodeMmaGroup = 16;
-// Context splits for `num_seqs` rows whose contexts are at most max_context tokens.
+// Context splits for `num_seqs` rows whose contexts span at most max_context keys from the
+// start of their first step (a window that starts mid-step spans up to 15 more).
 int choose_decode_splits(int64_t num_seqs, int64_t kv_heads, int64_t max_context);
 // Workspace bytes for num_splits splits (0 when num_splits == 1).
 size_t decode_workspace_bytes(int64_t num_seqs, int64_t q_heads, int64_t head_dim,
