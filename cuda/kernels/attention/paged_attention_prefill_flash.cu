@@ -208,28 +208,35 @@ __global__ void __launch_bounds__(kThreads, 2) paged_prefill_flash_kernel(Params
       }
     }
 
-    // Scale to log2 units; mask where the tile crosses the warp's diagonal or window edge.
+    // Scale to log2 units; mask where the tile crosses the warp's diagonal or window edge
+    // (a warp-uniform branch: most tiles need no mask).
     const bool need_mask = key0 + kBlockN - 1 > warp_min_pos || key0 < warp_max_first;
+    if (need_mask) {
 #pragma unroll
-    for (int mt = 0; mt < 2; ++mt) {
+      for (int mt = 0; mt < 2; ++mt) {
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        int row_pos = INT_MAX, row_first = 0;
-        if (need_mask) {
+        for (int h = 0; h < 2; ++h) {
           const int row = wrow0 + mt * 16 + h * 8 + g;
-          row_pos = row < total_rows ? pos0 + row / group : -1;
-          row_first = first_key_pos(row_pos, p.sliding_window);
-        }
+          const int row_pos = row < total_rows ? pos0 + row / group : -1;
+          const int row_first = first_key_pos(row_pos, p.sliding_window);
 #pragma unroll
-        for (int n = 0; n < kKeyTiles; ++n) {
+          for (int n = 0; n < kKeyTiles; ++n) {
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int key_pos = key0 + n * 8 + 2 * t + e;
-            float& x = s[mt][n][2 * h + e];
-            x = key_pos <= row_pos && key_pos >= row_first ? x * scale_log2 : -INFINITY;
+            for (int e = 0; e < 2; ++e) {
+              const int key_pos = key0 + n * 8 + 2 * t + e;
+              float& x = s[mt][n][2 * h + e];
+              x = key_pos <= row_pos && key_pos >= row_first ? x * scale_log2 : -INFINITY;
+            }
           }
         }
       }
+    } else {
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int n = 0; n < kKeyTiles; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][n][e] *= scale_log2;
     }
 
     // Online softmax per row (quads of lanes share a row).
