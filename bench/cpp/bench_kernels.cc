@@ -237,7 +237,7 @@ int run(const Options& o) {
   std::cout << format_header() << std::endl;
 
   BenchContext ctx{*backend, clock, timing, cache_bytes, ceilings, o.filter, 1, {}};
-  const CaseTable& cases = kernel_cases(o.quick);
+  const CaseTable& cases = kernel_cases(o.quick, cuda);
   bench_attention(ctx, cases);
   bench_elementwise(ctx, cases);
   bench_sampling(ctx, cases);

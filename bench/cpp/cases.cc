@@ -52,12 +52,27 @@ CaseTable grid_cases() {
   return t;
 }
 
+// The grid plus what only a GPU runs in reasonable time: the short contexts of a batch-1
+// chat step (~150 tokens), the decode target (batch 64, context 4096) and its
+// prefill target (8k tokens causal, 32 heads x 128), with 8 kv heads (Llama-3-8B) and with 32
+// (the MHA shape PyTorch's SDPA is usually quoted at; bench/sdpa_prefill.py runs both).
+CaseTable device_cases() {
+  CaseTable t = grid_cases();
+  t.decode_attention.insert(t.decode_attention.begin(), {1, 150, 32, 8, 128});
+  t.decode_attention.push_back({64, 4096, 32, 8, 128});
+  t.prefill_attention.push_back({8192, 32, 8, 128});
+  t.prefill_attention.push_back({8192, 32, 32, 128});
+  return t;
+}
+
 }  // namespace
 
-const CaseTable& kernel_cases(bool quick) {
+const CaseTable& kernel_cases(bool quick, bool device) {
   static const CaseTable quick_table = quick_cases();
   static const CaseTable grid_table = grid_cases();
-  return quick ? quick_table : grid_table;
+  static const CaseTable device_table = device_cases();
+  if (quick) return quick_table;
+  return device ? device_table : grid_table;
 }
 
 }  // namespace octavo::bench

@@ -68,6 +68,8 @@ struct CaseTable {
   std::vector<GemmCase> gemm;
 };
 
-const CaseTable& kernel_cases(bool quick);
+// device: the grid for a GPU backend, which adds the attention target shapes (decode
+// batch 64 over 4k contexts, an 8k-token causal prefill) that a CPU run cannot afford.
+const CaseTable& kernel_cases(bool quick, bool device = false);
 
 }  // namespace octavo::bench

@@ -7,6 +7,9 @@
 // poisoned. Runs the kernels through cuda_emulation.h; see run.sh.
 //   paged_attention_emulation_test CASES SEED   random cases
 //   paged_attention_emulation_test 0 SEED fixed the cases of tests/gpu/backend_ops_test.cc
+//   paged_attention_emulation_test 0 SEED long  long rows: prefill over several 128-row and
+//                                               64-key tiles with cached context, decode rows
+//                                               with many splits, groups 1..16
 // EMU_SMEM=<bytes> sets the device's shared-memory limit (picks the prefill path).
 #include <cstdlib>
 
@@ -90,6 +93,11 @@ void run_case(const Case& c, std::mt19937& rng, bool simple_only, const char* la
   for (auto& x : q) x = cvt<T>(nd(rng));
   const float scale = 1.5f / std::sqrt((float)D);
   const KernelDType dt = std::is_same<T, float>::value ? KernelDType::kFloat32 : std::is_same<T, __half>::value ? KernelDType::kFloat16 : KernelDType::kBFloat16;
+  if (getenv("EMU_TRACE")) {
+    fprintf(stderr, "case dt=%d D=%d kvh=%d g=%d bs=%d win=%d rows=", c.dtype, D, kvh, c.group, bs, c.window);
+    for (auto& r : c.rows) fprintf(stderr, "%d/%d ", r.q_len, r.seq_len);
+    fprintf(stderr, "simple=%d\n", (int)simple_only);
+  }
   size_t wsb = paged_attention_workspace_bytes(ns, qh, kvh, D, max_s);
   std::vector<float> ws(wsb / 4 + 1, NAN);
   if (simple_only)
@@ -143,6 +151,28 @@ int main(int argc, char** argv) {
   const unsigned seed = argc > 2 ? atoi(argv[2]) : 1;
   std::mt19937 rng(seed);
   auto pick = [&](std::initializer_list<int> v) { std::vector<int> a(v); return a[rng() % a.size()]; };
+  if (argc > 3 && std::string(argv[3]) == "long") {
+    struct L { int kvh, group, d, bs, win; std::vector<Row> rows; };
+    const std::vector<L> cases = {
+        {1, 8, 128, 16, 0, {{300, 1000}, {1, 5000}, {1, 17}, {1, 4096}, {65, 65}, {2, 130}}},
+        {2, 16, 64, 8, 100, {{200, 900}, {1, 3000}, {1, 100}, {129, 129}}},
+        {1, 1, 128, 64, 0, {{257, 257}, {1, 2049}, {3, 3}}},
+        {1, 5, 64, 32, 1000, {{150, 2150}, {1, 2500}, {1, 1001}}},
+    };
+    for (size_t i = 0; i < cases.size(); ++i) {
+      for (int dt = i == 0 ? 0 : 1; dt < 3; ++dt) {
+        const L& l = cases[i];
+        Case c;
+        c.head_dim = l.d; c.group = l.group; c.kv_heads = l.kvh; c.block_size = l.bs; c.window = l.win;
+        c.dtype = dt; c.pad_q = 0; c.pad_out = 8; c.rows = l.rows;
+        if (dt == 0) run_case<float>(c, rng, false, "long  ");
+        else if (dt == 1) run_case<__half>(c, rng, false, "long  ");
+        else run_case<__nv_bfloat16>(c, rng, false, "long  ");
+      }
+    }
+    printf("%d failures\n", failures);
+    return failures != 0;
+  }
   if (argc > 3) {  // the backend ops test's cases
     struct C { int qh, kvh, d, bs, win; };
     for (C f : {C{8, 8, 64, 16, 0}, C{8, 2, 128, 16, 0}, C{4, 1, 64, 32, 0}, C{8, 2, 128, 16, 24}})

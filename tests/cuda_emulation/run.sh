@@ -9,7 +9,7 @@ root="$(cd "$here/../.." && pwd)"
 cuda_home="${CUDA_HOME:-/usr/local/cuda}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-flags=(-std=c++20 -O1 -w -include "$here/cuda_emulation.h" -I"$root/cuda/kernels" -I"$cuda_home/include")
+flags=(-std=c++20 -O1 -w -U_FORTIFY_SOURCE -include "$here/cuda_emulation.h" -I"$root/cuda/kernels" -I"$cuda_home/include")
 # Host code the sampling test links: the CPU sampler (the reference, built as the library
 # builds it: -march=native, so its multiply-adds are fused the same way) and the packing.
 host_flags=(-std=c++17 -O2 -w -I"$root/cpp/src" -I"$root/cpp/include" -I"$root/cuda" -I"$root/cuda/kernels"
@@ -36,6 +36,7 @@ sampling_objs=("$work/sampling_test.o" "$work/cpu_sampling.o" "$work/tensor.o" "
 g++ -o "$work/sampling_1024" "$work/sampling_1024.o" "${sampling_objs[@]}"
 g++ -o "$work/sampling_128" "$work/sampling_128.o" "${sampling_objs[@]}"
 "$work/test" 0 1 fixed
+"$work/test" 0 "${2:-1}" long   # multi-tile prefill, many-split decode, groups 1..16
 "$work/test" "${1:-20}" "${2:-1}"
 EMU_SMEM=80000 "$work/test" 6 "${2:-1}"   # fp16/bf16 prefill on the CUDA-core tiles
 EMU_SMEM=40000 "$work/test" 4 "${2:-1}"   # prefill on the simple kernel

@@ -361,6 +361,84 @@ TEST_P(BackendOpsTest, CopyBlocksMatchesCpu) {
   }
 }
 
+// Paged attention alone over longer rows than the decoder-block test: prefill rows spanning
+// several 128-row and 64-key tiles with cached context before them (chunked prefill), decode
+// rows long enough for many context splits, GQA groups 1, 5, 8 and 16, block sizes 8 to 64,
+// sliding windows; each path the CUDA backend picks (tensor-core decode and prefill for
+// fp16/bf16, CUDA-core decode and tiled prefill for fp32) against the CPU backend.
+TEST_P(BackendOpsTest, PagedAttentionLongRowsMatchCpu) {
+  const DType dt = GetParam();
+  struct Case {
+    int64_t q_heads, kv_heads, head_dim, block_size;
+    int32_t window;
+    std::vector<std::pair<int32_t, int32_t>> rows;  // (context before this step, new tokens)
+  };
+  const std::vector<Case> cases = {
+      {32, 4, 128, 16, 0, {{700, 300}, {4999, 1}, {16, 1}, {4095, 1}, {0, 65}, {128, 2}}},
+      {32, 2, 64, 8, 100, {{700, 200}, {2999, 1}, {99, 1}, {0, 129}}},
+      {8, 8, 128, 64, 0, {{0, 257}, {2048, 1}, {0, 3}}},
+      {10, 2, 64, 32, 1000, {{2000, 150}, {2499, 1}, {1000, 1}}},
+  };
+  for (const Case& c : cases) {
+    const int64_t d = c.head_dim;
+    int64_t tokens = 0, max_blocks = 0;
+    int32_t max_q = 0;
+    std::vector<int32_t> qsl = {0}, seq_lens;
+    for (auto [ctx, n] : c.rows) {
+      tokens += n;
+      qsl.push_back(static_cast<int32_t>(tokens));
+      seq_lens.push_back(ctx + n);
+      max_q = std::max(max_q, n);
+      max_blocks = std::max<int64_t>(max_blocks, (ctx + n + c.block_size - 1) / c.block_size);
+    }
+    const int64_t num_blocks = max_blocks * static_cast<int64_t>(c.rows.size()) + 3;
+    std::vector<int32_t> perm(num_blocks);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng_);
+    std::vector<int32_t> tables(c.rows.size() * max_blocks);
+    std::copy(perm.begin(), perm.begin() + tables.size(), tables.begin());
+    const std::vector<int64_t> cache_shape = {num_blocks, c.block_size, c.kv_heads, d};
+    HostTensor kc = rounded(random(cache_shape)), vc = rounded(random(cache_shape));
+    HostTensor q = rounded(random({tokens, c.q_heads, d}));
+    AttentionMetadata meta;
+    meta.num_seqs = static_cast<int32_t>(c.rows.size());
+    meta.max_blocks_per_seq = static_cast<int32_t>(max_blocks);
+    meta.max_query_len = max_q;
+    meta.max_seq_len = *std::max_element(seq_lens.begin(), seq_lens.end());
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+
+    auto run = [&](Backend& be, DType bdt, bool device, std::vector<float>& out_values) {
+      Buffer bq = be.upload(q), bk = be.upload(kc), bv = be.upload(vc);
+      auto ints = [&](const std::vector<int32_t>& v) {
+        Buffer b = be.allocate(v.size() * sizeof(int32_t));
+        be.copy_to_device(b.data(), v.data(), v.size() * sizeof(int32_t));
+        return b;
+      };
+      Buffer bqsl = ints(qsl), blens = ints(seq_lens), btab = ints(tables);
+      AttentionMetadata m = meta;
+      m.query_start_loc = static_cast<const int32_t*>(bqsl.data());
+      m.seq_lens = static_cast<const int32_t*>(blens.data());
+      m.block_tables = static_cast<const int32_t*>(btab.data());
+      Buffer bout = device ? poisoned({tokens, c.q_heads * d}, bdt) : be.allocate(tokens * c.q_heads * d * 4);
+      Tensor out = bout.as(bdt, {tokens, c.q_heads, d});
+      be.paged_attention(bq.as(bdt, {tokens, c.q_heads, d}), bk.as(bdt, cache_shape), bv.as(bdt, cache_shape), m,
+                         scale, c.window, out);
+      out_values.resize(static_cast<size_t>(tokens * c.q_heads * d));
+      if (device) {
+        download(out, out_values.data());
+      } else {
+        std::memcpy(out_values.data(), bout.data(), out_values.size() * 4);
+      }
+    };
+    std::vector<float> want, got;
+    run(*cpu_, DType::kFloat32, false, want);
+    run(*gpu_, dt, true, got);
+    expect_close(got, want, "long rows, heads " + std::to_string(c.q_heads) + "/" + std::to_string(c.kv_heads) +
+                                " dim " + std::to_string(d) + " block " + std::to_string(c.block_size) +
+                                " window " + std::to_string(c.window));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, BackendOpsTest,
                          ::testing::Values(DType::kFloat32, DType::kFloat16, DType::kBFloat16),
                          [](const auto& info) { return dtype_name(info.param); });

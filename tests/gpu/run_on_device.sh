@@ -53,7 +53,7 @@ if [ "${1:-}" = "bench" ] || [ "${1:-}" = "bench-only" ]; then
     > "$OUT/kernels_cuda.log" 2>&1; grep -E "^(op|decode|prefill|sample|gemm|ceiling)" "$OUT/kernels_cuda.log"
   if [ -f bench/sdpa_prefill.py ]; then
     step "PyTorch scaled_dot_product_attention on the prefill shapes"
-    python3 bench/sdpa_prefill.py 2>&1 | tee "$OUT/sdpa.log" | tail -8
+    python3 bench/sdpa_prefill.py --json "$OUT/sdpa.json" 2>&1 | tee "$OUT/sdpa.log" | tail -12
   fi
   if [ -n "${PROFILE:-}" ]; then
     step "profile: batch ${PROFILE} decode, Llama-3-8B shape"

@@ -3,12 +3,18 @@
 //
 // Paths, chosen by choose_paths from a small descriptor (head_dim, dtype, group, alignment,
 // block_size, the device's shared-memory limit):
-// - decode (paged_attention_decode.cu): rows with one query; flash-decoding with split-K.
+// - decode_mma (paged_attention_decode_mma.cu): rows with one query, fp16/bf16 on sm_80+;
+//   flash-decoding with split-K on tensor cores, K/V streamed through cp.async rings.
+// - decode (paged_attention_decode.cu): the same rows in fp32 (or below sm_80), CUDA cores.
 // - prefill (paged_attention_prefill.cu): rows with more than one query; tiled, CUDA cores.
-// - prefill_mma (paged_attention_prefill_mma.cu): the same tiling on tensor cores (fp16, bf16).
+// - prefill_flash (paged_attention_prefill_flash.cu): rows with more than one query, fp16/bf16
+//   at head_dim 64 and 128 on sm_80+; FlashAttention-2 style on tensor cores.
+// - prefill_mma (paged_attention_prefill_mma.cu): the tiled kernel on tensor cores (wmma) for
+//   the other head sizes in fp16/bf16.
 // - simple (here): one warp per (query, head), any block_size and alignment. Used for
 //   head_dim 16, non-power-of-two block sizes, misaligned q or caches, decode rows of groups
-//   above 8, and prefill rows when a device lacks the tiles' shared memory.
+//   above 16 (above 8 off the tensor-core path), and prefill rows when a device lacks the
+//   tiles' shared memory.
 //
 // Head sizes compiled: 128 (Llama 2/3 7B-70B, Mistral 7B, Qwen2/2.5 1.5B and up, Qwen3),
 // 64 (Llama 3.2 1B, TinyLlama, Qwen2.5 0.5B, SmolLM), 96 (Phi-3 mini), 32 and 16 (the tiny
@@ -185,8 +191,8 @@ struct AttentionDescriptor {
   int compute_capability = 0;     // major * 10 + minor
 };
 
-enum class DecodePath { kSplitK, kSimple };
-enum class PrefillPath { kTensorCore, kTiled, kSimple };
+enum class DecodePath { kTensorCore, kSplitK, kSimple };
+enum class PrefillPath { kFlash, kTensorCore, kTiled, kSimple };
 struct Paths {
   DecodePath decode;
   PrefillPath prefill;
@@ -239,13 +245,21 @@ Paths choose_paths(const AttentionDescriptor& d) {
   // located with shifts.
   const bool fast = d.head_dim != 16 && d.vec16_aligned && d.pow2_block_size;
   if (!fast) return {DecodePath::kSimple, PrefillPath::kSimple};
-  Paths paths{d.group <= detail::kMaxDecodeGroup ? DecodePath::kSplitK : DecodePath::kSimple,
-              PrefillPath::kSimple};
-  // bf16 wmma (and this kernel's fp16 twin) need sm_80.
   // The opt-in limit covers dynamic plus static shared memory (the work-item scan's few ints).
   constexpr size_t kStaticSmemSlack = 1024;
-  if (d.dtype != KernelDType::kFloat32 && d.compute_capability >= 80 &&
-      detail::prefill_mma_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {
+  // bf16 mma.sync / wmma (and the kernels' fp16 twins) need sm_80.
+  const bool tensor_cores = d.dtype != KernelDType::kFloat32 && d.compute_capability >= 80;
+  Paths paths{d.group <= detail::kMaxDecodeGroup ? DecodePath::kSplitK : DecodePath::kSimple,
+              PrefillPath::kSimple};
+  if (tensor_cores && d.group <= detail::kMaxDecodeMmaGroup &&
+      detail::decode_mma_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {
+    paths.decode = DecodePath::kTensorCore;
+  }
+  const size_t flash_smem = detail::prefill_flash_smem_bytes(d.head_dim);
+  if (tensor_cores && flash_smem != 0 && flash_smem + kStaticSmemSlack <= d.max_smem_per_block) {
+    paths.prefill = PrefillPath::kFlash;
+  } else if (tensor_cores &&
+             detail::prefill_mma_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {
     paths.prefill = PrefillPath::kTensorCore;
   } else if (detail::prefill_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {
     paths.prefill = PrefillPath::kTiled;
@@ -281,11 +295,13 @@ void launch_paged_attention(void* out, int64_t out_row_stride, const void* q,
                             int64_t kv_heads, int64_t head_dim, float scale,
                             int64_t sliding_window, KernelDType dtype, void* workspace,
                             size_t workspace_bytes, cudaStream_t stream) {
-  const Params p = make_params(out, out_row_stride, q, q_row_stride, k_cache, v_cache,
-                               query_start_loc, seq_lens, block_tables, num_seqs,
-                               max_blocks_per_seq, block_size, num_tokens, q_heads, kv_heads,
-                               head_dim, scale, sliding_window);
+  Params p = make_params(out, out_row_stride, q, q_row_stride, k_cache, v_cache,
+                         query_start_loc, seq_lens, block_tables, num_seqs, max_blocks_per_seq,
+                         block_size, num_tokens, q_heads, kv_heads, head_dim, scale,
+                         sliding_window);
   require_arg(max_query_len >= 0 && max_seq_len >= 0, kOp, "negative max_query_len or max_seq_len");
+  p.out_vec16 = allows_vec16(dtype == KernelDType::kFloat32 ? 4 : 2, {out},
+                             {out_row_stride, head_dim});
   if (num_tokens == 0 || num_seqs == 0) return;
 
   const Paths paths = choose_paths(describe(p, dtype, q, k_cache, v_cache));
@@ -298,21 +314,36 @@ void launch_paged_attention(void* out, int64_t out_row_stride, const void* q,
       return;
     }
     // Each grid covers every row; rows of the other kind leave at once.
-    if (paths.decode == DecodePath::kSplitK) {
+    if (paths.decode != DecodePath::kSimple) {
+      // Keys from the first step's start: a window may begin mid-step. Never above
+      // max_seq_len, so paged_attention_workspace_bytes (sized by it) covers the splits.
       const int64_t max_context =
-          p.sliding_window > 0 ? std::min<int64_t>(max_seq_len, p.sliding_window) : max_seq_len;
+          p.sliding_window > 0
+              ? std::min<int64_t>(max_seq_len, int64_t{p.sliding_window} + detail::kDecodeStepKeys - 1)
+              : max_seq_len;
       const int splits = detail::choose_decode_splits(num_seqs, kv_heads, max_context);
       const size_t needed = detail::decode_workspace_bytes(num_seqs, q_heads, head_dim, splits);
       require_arg(needed == 0 || (workspace != nullptr && workspace_bytes >= needed), kOp,
                   "workspace of " + std::to_string(workspace_bytes) + " bytes, " +
                       std::to_string(needed) +
                       " needed (size it with paged_attention_workspace_bytes)");
-      detail::launch_decode<T>(p, splits, workspace, stream);
+      if constexpr (!std::is_same_v<T, float>) {
+        if (paths.decode == DecodePath::kTensorCore) {
+          detail::launch_decode_mma<T>(p, splits, workspace, stream);
+        } else {
+          detail::launch_decode<T>(p, splits, workspace, stream);
+        }
+      } else {
+        detail::launch_decode<T>(p, splits, workspace, stream);
+      }
     } else {
       detail::launch_simple<T>(p, RowFilter::kSingleQuery, stream);
     }
     if (max_query_len <= 1) return;  // no prefill rows
     switch (paths.prefill) {
+      case PrefillPath::kFlash:
+        if constexpr (!std::is_same_v<T, float>) detail::launch_prefill_flash<T>(p, max_query_len, stream);
+        break;
       case PrefillPath::kTensorCore:
         if constexpr (!std::is_same_v<T, float>) detail::launch_prefill_mma<T>(p, max_query_len, stream);
         break;

@@ -1,8 +1,11 @@
-// Decode rows (one query) of paged attention: flash-decoding. One block takes one (row, kv
-// head, context split); the query heads sharing the kv head are done together, so each K/V
-// element is read once per group. A split walks its keys in chunks of kChunkKeys with an
-// online softmax between chunks; when a row's context needs more than one split, each split
-// leaves (max, sum, unnormalised output) in the workspace and a second kernel combines them.
+// Decode rows (one query) of paged attention on CUDA cores: flash-decoding. One block takes
+// one (row, kv head, context split); the query heads sharing the kv head are done together,
+// so each K/V element is read once per group. A split walks its keys in chunks of kChunkKeys
+// with an online softmax between chunks; when a row's context needs more than one split, each
+// split leaves (max, sum, unnormalised output) in the workspace and a second kernel combines
+// them. fp32 takes this path; fp16 and bf16 take the tensor-core twin
+// (paged_attention_decode_mma.cu) on sm_80+. Both share decode_split, the workspace layout
+// and the combine kernel defined here.
 #include <algorithm>
 #include <cmath>
 
@@ -23,35 +26,12 @@ constexpr int kChunkKeys = 256;
 // workspace size is known at start-up.
 constexpr int64_t kTargetDecodeBlocks = 512;
 // More splits than this add combine work without more parallelism worth having.
-constexpr int64_t kMaxDecodeSplits = 32;
+constexpr int64_t kMaxDecodeSplits = 64;
 
 __host__ __device__ constexpr int next_pow2(int x) {
   int p = 1;
   while (p < x) p *= 2;
   return p;
-}
-
-// How a row's context of ctx keys is cut: splits of chunks_per_split chunks each, num_splits
-// of them non-empty. The decode and combine kernels must agree, hence one function.
-__device__ __forceinline__ void split_layout(int ctx, int grid_splits, int& chunks_per_split,
-                                             int& num_splits) {
-  const int num_chunks = (ctx + kChunkKeys - 1) / kChunkKeys;
-  chunks_per_split = (num_chunks + grid_splits - 1) / grid_splits;
-  num_splits = (num_chunks + chunks_per_split - 1) / chunks_per_split;
-}
-
-// Workspace rows: (seq, split, q head), each with head_dim accumulator floats, a max, a sum.
-struct DecodeWorkspace {
-  float* acc;  // [num_seqs, grid_splits, q_heads, head_dim]
-  float* max;  // [num_seqs, grid_splits, q_heads]
-  float* sum;  // [num_seqs, grid_splits, q_heads]
-};
-
-DecodeWorkspace carve_workspace(void* workspace, int64_t num_seqs, int64_t q_heads,
-                                int64_t head_dim, int64_t grid_splits) {
-  const int64_t rows = num_seqs * grid_splits * q_heads;
-  float* base = static_cast<float*>(workspace);
-  return {base, base + rows * head_dim, base + rows * head_dim + rows};
 }
 
 // Lanes are grouped kThreadsPerKey to a key row: each lane loads 16 bytes (kVecN elements)
@@ -81,12 +61,11 @@ __global__ void __launch_bounds__(kDecodeThreads, 4)
   const int token = p.query_start_loc[seq];
   if (p.query_start_loc[seq + 1] - token != 1) return;  // prefill or empty row
   const int pos = p.seq_lens[seq] - 1;
-  const int first = first_key_pos(pos, p.sliding_window);
-  int chunks_per_split, num_splits;
-  split_layout(pos - first + 1, gridDim.x, chunks_per_split, num_splits);
-  if (split >= num_splits) return;
-  const int key_begin = first + split * chunks_per_split * kChunkKeys;
-  const int key_end = min(key_begin + chunks_per_split * kChunkKeys, pos + 1);
+  const DecodeSplit range = decode_split(first_key_pos(pos, p.sliding_window), pos, gridDim.x, split);
+  if (split >= range.num_splits) return;
+  const int num_splits = range.num_splits;
+  const int key_begin = range.key_begin;
+  const int key_end = range.key_end;
 
   const int group = p.group;
   const int tid = threadIdx.x;
@@ -259,9 +238,8 @@ __global__ void paged_decode_combine_kernel(Params p, DecodeWorkspace ws, int gr
   const int token = p.query_start_loc[seq];
   if (p.query_start_loc[seq + 1] - token != 1) return;
   const int pos = p.seq_lens[seq] - 1;
-  const int first = first_key_pos(pos, p.sliding_window);
-  int chunks_per_split, num_splits;
-  split_layout(pos - first + 1, grid_splits, chunks_per_split, num_splits);
+  const int num_splits =
+      decode_split(first_key_pos(pos, p.sliding_window), pos, grid_splits, 0).num_splits;
   if (num_splits == 1) return;  // the decode kernel wrote the output itself
 
   const int64_t row0 = int64_t{seq} * grid_splits * p.q_heads + head;
@@ -306,10 +284,18 @@ void launch_decode_for_dim(const Params& p, int num_splits, const DecodeWorkspac
 
 }  // namespace
 
+DecodeWorkspace carve_decode_workspace(void* workspace, int64_t num_seqs, int64_t q_heads,
+                                       int64_t head_dim, int64_t grid_splits) {
+  const int64_t rows = num_seqs * grid_splits * q_heads;
+  float* base = static_cast<float*>(workspace);
+  return {base, base + rows * head_dim, base + rows * head_dim + rows};
+}
+
 int choose_decode_splits(int64_t num_seqs, int64_t kv_heads, int64_t max_context) {
-  const int64_t chunks = ceil_div(std::max<int64_t>(max_context, 1), kChunkKeys);
+  const int64_t steps = ceil_div(std::max<int64_t>(max_context, 1), kDecodeStepKeys);
+  const int64_t by_length = ceil_div(steps, kMinSplitSteps);
   const int64_t wanted = ceil_div(kTargetDecodeBlocks, std::max<int64_t>(num_seqs * kv_heads, 1));
-  return static_cast<int>(std::max<int64_t>(1, std::min({chunks, wanted, kMaxDecodeSplits})));
+  return static_cast<int>(std::max<int64_t>(1, std::min({by_length, wanted, kMaxDecodeSplits})));
 }
 
 size_t decode_workspace_bytes(int64_t num_seqs, int64_t q_heads, int64_t head_dim,
@@ -319,9 +305,18 @@ size_t decode_workspace_bytes(int64_t num_seqs, int64_t q_heads, int64_t head_di
 }
 
 template <typename T>
+void launch_decode_combine(const Params& p, int num_splits, const DecodeWorkspace& ws,
+                           cudaStream_t stream) {
+  if (num_splits <= 1) return;
+  const dim3 grid(p.q_heads, p.num_seqs);
+  paged_decode_combine_kernel<T><<<grid, p.head_dim, 0, stream>>>(p, ws, num_splits);
+  OCTAVO_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
 void launch_decode(const Params& p, int num_splits, void* workspace, cudaStream_t stream) {
   const DecodeWorkspace ws =
-      carve_workspace(workspace, p.num_seqs, p.q_heads, p.head_dim, num_splits);
+      carve_decode_workspace(workspace, p.num_seqs, p.q_heads, p.head_dim, num_splits);
   switch (p.head_dim) {
     case 32: launch_decode_for_dim<T, 32>(p, num_splits, ws, stream); break;
     case 64: launch_decode_for_dim<T, 64>(p, num_splits, ws, stream); break;
@@ -329,15 +324,15 @@ void launch_decode(const Params& p, int num_splits, void* workspace, cudaStream_
     case 128: launch_decode_for_dim<T, 128>(p, num_splits, ws, stream); break;
     default: throw std::invalid_argument("paged_attention decode: unsupported head_dim");
   }
-  if (num_splits > 1) {
-    const dim3 grid(p.q_heads, p.num_seqs);
-    paged_decode_combine_kernel<T><<<grid, p.head_dim, 0, stream>>>(p, ws, num_splits);
-    OCTAVO_CUDA_CHECK_LAUNCH();
-  }
+  launch_decode_combine<T>(p, num_splits, ws, stream);
 }
 
 template void launch_decode<float>(const Params&, int, void*, cudaStream_t);
 template void launch_decode<__half>(const Params&, int, void*, cudaStream_t);
 template void launch_decode<__nv_bfloat16>(const Params&, int, void*, cudaStream_t);
+template void launch_decode_combine<float>(const Params&, int, const DecodeWorkspace&, cudaStream_t);
+template void launch_decode_combine<__half>(const Params&, int, const DecodeWorkspace&, cudaStream_t);
+template void launch_decode_combine<__nv_bfloat16>(const Params&, int, const DecodeWorkspace&,
+                                                   cudaStream_t);
 
 }  // namespace octavo::cuda::paged_attention_detail

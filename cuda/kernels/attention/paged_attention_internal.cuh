@@ -36,6 +36,7 @@ struct Params {
   int32_t group;           // q_heads / kv_heads
   int32_t sliding_window;  // <= 0: none
   float scale;
+  bool out_vec16;          // out and its row stride allow 16-byte stores
 };
 
 // First position a query at `pos` attends to.
@@ -140,16 +141,61 @@ __device__ PrefillTile find_prefill_tile(const Params& p, int rows_per_tile) {
 template <typename T>
 void launch_simple(const Params& p, RowFilter rows, cudaStream_t stream);
 
-// Decode path (rows with exactly one query), group <= kMaxDecodeGroup, head_dim in
-// {32, 64, 96, 128}, power-of-two block_size, 16-byte aligned q and caches.
+// Decode paths (rows with exactly one query). A row's context [first, pos] is cut into steps
+// of kDecodeStepKeys keys aligned to absolute positions (step s: keys [16 s, 16 s + 16)),
+// and the steps into splits of at least kMinSplitSteps steps; each (row, kv head, split) is
+// one block, and a combine kernel merges a row's splits through the workspace.
+constexpr int kDecodeStepKeys = 16;
+constexpr int kMinSplitSteps = 16;  // 256 keys: short contexts need no combine
+struct DecodeSplit {
+  int num_splits;  // non-empty splits of this row (<= the grid's)
+  int key_begin;   // this split's keys: [key_begin, key_end), within [first, pos]
+  int key_end;
+};
+// The decode, tensor-core decode and combine kernels must agree, hence one function.
+__device__ __forceinline__ DecodeSplit decode_split(int first, int pos, int grid_splits,
+                                                    int split) {
+  const int step0 = first / kDecodeStepKeys;
+  const int steps = pos / kDecodeStepKeys - step0 + 1;
+  const int per = max((steps + grid_splits - 1) / grid_splits, kMinSplitSteps);
+  DecodeSplit s;
+  s.num_splits = (steps + per - 1) / per;
+  s.key_begin = max(first, (step0 + split * per) * kDecodeStepKeys);
+  s.key_end = min(pos + 1, (step0 + (split + 1) * per) * kDecodeStepKeys);
+  return s;
+}
+
+// Workspace rows: (seq, split, q head), each with head_dim accumulator floats, a max (natural
+// log units) and a sum.
+struct DecodeWorkspace {
+  float* acc;  // [num_seqs, grid_splits, q_heads, head_dim]
+  float* max;  // [num_seqs, grid_splits, q_heads]
+  float* sum;  // [num_seqs, grid_splits, q_heads]
+};
+DecodeWorkspace carve_decode_workspace(void* workspace, int64_t num_seqs, int64_t q_heads,
+                                       int64_t head_dim, int64_t grid_splits);
+
+// CUDA cores, any dtype: group <= kMaxDecodeGroup, head_dim in {32, 64, 96, 128},
+// power-of-two block_size, 16-byte aligned q and caches.
 constexpr int kMaxDecodeGroup = 8;
-// Context splits for `num_seqs` rows whose contexts are at most max_context tokens.
+// Tensor cores, fp16/bf16 on sm_80+: group <= kMaxDecodeMmaGroup (one 16-row MMA tile),
+// the same head_dim, block_size and alignment limits.
+constexpr int kMaxDecodeMmaGroup = 16;
+// Context splits for `num_seqs` rows whose contexts span at most max_context keys from the
+// start of their first step (a window that starts mid-step spans up to 15 more).
 int choose_decode_splits(int64_t num_seqs, int64_t kv_heads, int64_t max_context);
 // Workspace bytes for num_splits splits (0 when num_splits == 1).
 size_t decode_workspace_bytes(int64_t num_seqs, int64_t q_heads, int64_t head_dim,
                               int64_t num_splits);
+// Both launch the combine kernel when num_splits > 1.
 template <typename T>
 void launch_decode(const Params& p, int num_splits, void* workspace, cudaStream_t stream);
+size_t decode_mma_smem_bytes(int64_t head_dim);
+template <typename T>
+void launch_decode_mma(const Params& p, int num_splits, void* workspace, cudaStream_t stream);
+template <typename T>
+void launch_decode_combine(const Params& p, int num_splits, const DecodeWorkspace& ws,
+                           cudaStream_t stream);
 
 // Tiled prefill paths (rows with more than one query); same shape limits as decode, any
 // group. CUDA cores, fp32 tiles (any dtype):
@@ -160,5 +206,10 @@ void launch_prefill(const Params& p, int64_t max_query_len, cudaStream_t stream)
 size_t prefill_mma_smem_bytes(int64_t head_dim);
 template <typename T>
 void launch_prefill_mma(const Params& p, int64_t max_query_len, cudaStream_t stream);
+// Tensor cores, FlashAttention-2 style (mma.sync, cp.async), fp16 and bf16 at head_dim 64
+// and 128 (0 bytes: not compiled for this head_dim):
+size_t prefill_flash_smem_bytes(int64_t head_dim);
+template <typename T>
+void launch_prefill_flash(const Params& p, int64_t max_query_len, cudaStream_t stream);
 
 }  // namespace octavo::cuda::paged_attention_detail
