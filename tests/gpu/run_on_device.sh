@@ -30,6 +30,10 @@ export PYTHONPATH=/tmp/pkg:/tmp/site
 step "GPU op tests: CUDA backend vs CPU backend"
 ./build/gpu/octavo_gpu_tests 2>&1 | tee "$OUT/gpu_ops.log" | grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|error|relative" | head -60
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
+step "GPU attention op tests with the experimental tensor-core kernels (OCTAVO_EXPERIMENTAL_ATTENTION=1)"
+OCTAVO_EXPERIMENTAL_ATTENTION=1 ./build/gpu/octavo_gpu_tests --gtest_filter='*Attention*' 2>&1 | tee "$OUT/gpu_ops_experimental.log" |
+  grep -E "^\[  (FAILED|PASSED) |Failure" | head -20
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
 
 if [ "${1:-}" != "bench-only" ]; then
   step "GPU engine tests vs HF"
@@ -51,6 +55,10 @@ if [ "${1:-}" = "bench" ] || [ "${1:-}" = "bench-only" ]; then
   step "kernel microbenchmarks (CUDA backend, bf16), against the copy and GEMM ceilings"
   ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --json "$OUT/kernels_cuda.json" \
     > "$OUT/kernels_cuda.log" 2>&1; grep -E "^(op|decode|prefill|sample|gemm|ceiling)" "$OUT/kernels_cuda.log"
+  step "attention microbenchmarks with the experimental tensor-core kernels"
+  OCTAVO_EXPERIMENTAL_ATTENTION=1 ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --filter attention \
+    --json "$OUT/kernels_attention_experimental.json" > "$OUT/kernels_attention_experimental.log" 2>&1
+  grep -E "^(decode|prefill)" "$OUT/kernels_attention_experimental.log"
   if [ -f bench/sdpa_prefill.py ]; then
     step "PyTorch scaled_dot_product_attention on the prefill shapes"
     python3 bench/sdpa_prefill.py --json "$OUT/sdpa.json" 2>&1 | tee "$OUT/sdpa.log" | tail -12
