@@ -49,6 +49,16 @@ uint64_t mix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+PositionLogprobs position_logprobs(const SampleResult& s) {
+  PositionLogprobs lp;
+  lp.sampled_token = s.token;
+  lp.sampled_logprob = s.logprob;
+  lp.sampled_rank = s.rank;
+  lp.top_tokens = s.top_tokens;
+  lp.top_logprobs = s.top_logprobs;
+  return lp;
+}
+
 std::string gib(int64_t bytes) {
   char text[32];
   std::snprintf(text, sizeof(text), "%.3g GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
@@ -367,13 +377,7 @@ void Engine::Impl::add_prompt_logprobs() {
       const SampleResult& s = scored[static_cast<size_t>(i)];
       const Request* row = prompt_logprob_rows_[static_cast<size_t>(first + i)].request;
       Request& r = *groups_.at(row->request_id).samples.at(static_cast<size_t>(row->index));
-      PositionLogprobs lp;
-      lp.sampled_token = s.token;
-      lp.sampled_logprob = s.logprob;
-      lp.sampled_rank = s.rank;
-      lp.top_tokens = s.top_tokens;
-      lp.top_logprobs = s.top_logprobs;
-      r.prompt_logprobs.push_back(std::move(lp));
+      r.prompt_logprobs.push_back(position_logprobs(s));
     }
   }
 }
@@ -381,13 +385,7 @@ void Engine::Impl::add_prompt_logprobs() {
 void Engine::Impl::append_token(Request& r, const SampleResult& s) {
   r.token_ids.push_back(s.token);
   if (r.params.logprobs >= 0) {
-    PositionLogprobs lp;
-    lp.sampled_token = s.token;
-    lp.sampled_logprob = s.logprob;
-    lp.sampled_rank = s.rank;
-    lp.top_tokens = s.top_tokens;
-    lp.top_logprobs = s.top_logprobs;
-    r.logprobs.push_back(std::move(lp));
+    r.logprobs.push_back(position_logprobs(s));
     r.cumulative_logprob += s.logprob;
   }
   ++stats_.num_generated_tokens;

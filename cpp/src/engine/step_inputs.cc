@@ -37,6 +37,30 @@ struct Offsets {
   size_t tokens, positions, slots, query_start, seq_lens, tables, logit_rows;
 };
 
+// The step's arrays, carved from a staging area in one order; `o` receives their offsets.
+struct StepArrays {
+  int32_t* tokens;
+  int32_t* positions;
+  int64_t* slots;
+  int32_t* query_start;
+  int32_t* seq_lens;
+  int32_t* tables;
+  int32_t* logit_rows;
+};
+
+StepArrays carve(Packer& packer, Offsets& o, size_t num_tokens, size_t num_seqs, size_t blocks_per_seq,
+                 size_t num_logit_rows) {
+  StepArrays a;
+  a.tokens = packer.take<int32_t>(num_tokens, o.tokens);
+  a.positions = packer.take<int32_t>(num_tokens, o.positions);
+  a.slots = packer.take<int64_t>(num_tokens, o.slots);
+  a.query_start = packer.take<int32_t>(num_seqs + 1, o.query_start);
+  a.seq_lens = packer.take<int32_t>(num_seqs, o.seq_lens);
+  a.tables = packer.take<int32_t>(num_seqs * blocks_per_seq, o.tables);
+  a.logit_rows = packer.take<int32_t>(num_logit_rows, o.logit_rows);
+  return a;
+}
+
 ForwardInputs inputs_at(const void* device_base, const Offsets& o, int32_t num_tokens, int32_t num_seqs,
                         int32_t blocks_per_seq, int32_t max_query_len, int32_t max_seq_len,
                         int32_t num_logit_rows) {
@@ -88,14 +112,9 @@ ForwardInputs StepInputs::build(const SchedulerOutput& out, const KVCacheManager
   if (blocks_per_seq > max_blocks_per_seq_) throw Error("StepInputs: block table too long");
 
   Packer packer(static_cast<char*>(staging_.data()), staging_bytes_);
-  size_t o_tokens, o_positions, o_slots, o_qsl, o_lens, o_tables, o_logits;
-  int32_t* tokens = packer.take<int32_t>(num_tokens, o_tokens);
-  int32_t* positions = packer.take<int32_t>(num_tokens, o_positions);
-  int64_t* slots = packer.take<int64_t>(num_tokens, o_slots);
-  int32_t* query_start = packer.take<int32_t>(num_seqs + 1, o_qsl);
-  int32_t* seq_lens = packer.take<int32_t>(num_seqs, o_lens);
-  int32_t* tables = packer.take<int32_t>(static_cast<size_t>(num_seqs) * blocks_per_seq, o_tables);
-  int32_t* logit_rows = packer.take<int32_t>(num_tokens, o_logits);
+  Offsets offsets;
+  const auto [tokens, positions, slots, query_start, seq_lens, tables, logit_rows] =
+      carve(packer, offsets, num_tokens, num_seqs, blocks_per_seq, num_tokens);
 
   const int32_t block_size = kv_cache.block_size();
   sampling_rows.clear();
@@ -143,7 +162,7 @@ ForwardInputs StepInputs::build(const SchedulerOutput& out, const KVCacheManager
   std::copy(prompt_row_tokens.begin(), prompt_row_tokens.end(), logit_rows + sampling_rows.size());
 
   backend_.copy_to_device(device_.data(), staging_.data(), packer.used());
-  ForwardInputs in = inputs_at(device_.data(), {o_tokens, o_positions, o_slots, o_qsl, o_lens, o_tables, o_logits},
+  ForwardInputs in = inputs_at(device_.data(), offsets,
                                num_tokens, num_seqs, blocks_per_seq, max_query, max_seq,
                                static_cast<int32_t>(sampling_rows.size()));
   in.num_prompt_logprob_rows = static_cast<int32_t>(prompt_rows.size());
@@ -157,14 +176,9 @@ ForwardInputs StepInputs::profile(int32_t num_tokens, int32_t max_seq_len) {
   }
   const int32_t blocks_per_seq = max_blocks_per_seq_;
   Packer packer(static_cast<char*>(staging_.data()), staging_bytes_);
-  size_t o_tokens, o_positions, o_slots, o_qsl, o_lens, o_tables, o_logits;
-  int32_t* tokens = packer.take<int32_t>(num_tokens, o_tokens);
-  int32_t* positions = packer.take<int32_t>(num_tokens, o_positions);
-  int64_t* slots = packer.take<int64_t>(num_tokens, o_slots);
-  int32_t* query_start = packer.take<int32_t>(num_seqs + 1, o_qsl);
-  int32_t* seq_lens = packer.take<int32_t>(num_seqs, o_lens);
-  int32_t* tables = packer.take<int32_t>(static_cast<size_t>(num_seqs) * blocks_per_seq, o_tables);
-  int32_t* logit_rows = packer.take<int32_t>(num_seqs, o_logits);
+  Offsets offsets;
+  const auto [tokens, positions, slots, query_start, seq_lens, tables, logit_rows] =
+      carve(packer, offsets, num_tokens, num_seqs, blocks_per_seq, num_seqs);
   std::fill(tables, tables + static_cast<size_t>(num_seqs) * blocks_per_seq, 0);
   int32_t t = 0, max_query = 0;
   for (int32_t i = 0; i < num_seqs; ++i) {
@@ -181,7 +195,7 @@ ForwardInputs StepInputs::profile(int32_t num_tokens, int32_t max_seq_len) {
   }
   query_start[num_seqs] = t;
   backend_.copy_to_device(device_.data(), staging_.data(), packer.used());
-  return inputs_at(device_.data(), {o_tokens, o_positions, o_slots, o_qsl, o_lens, o_tables, o_logits}, num_tokens,
+  return inputs_at(device_.data(), offsets, num_tokens,
                    num_seqs, blocks_per_seq, max_query, max_query, num_seqs);
 }
 
