@@ -3,7 +3,7 @@
     python bench/make_bench_model.py llama3-8b /tmp/llama3-8b
     octavo bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 ...
 
-The folder holds config.json with the named shape and the demo's small trained tokenizer
+The folder holds config.json with the named shape and a 1024-token BPE trained offline
 (the benchmarks draw random token ids, so the tokenizer's vocabulary size does not matter).
 """
 
@@ -38,12 +38,12 @@ def main() -> None:
     parser.add_argument("shape", choices=sorted(SHAPES))
     parser.add_argument("out_dir")
     args = parser.parse_args()
-    from octavo.demo import _train_tokenizer
+    from octavo.testing.tiny_models import train_tiny_tokenizer
 
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, "config.json"), "w") as f:
         json.dump(SHAPES[args.shape], f, indent=2)
-    _train_tokenizer(args.out_dir, 1024)
+    train_tiny_tokenizer(args.out_dir, 1024)
     print(args.out_dir)
 
 

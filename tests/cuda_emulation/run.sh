@@ -35,15 +35,15 @@ g++ -o "$work/test" "${objs[@]}" "$work/test.o"
 sampling_objs=("$work/sampling_test.o" "$work/cpu_sampling.o" "$work/tensor.o" "$work/dtype.o" "$work/sampling_pack.o")
 g++ -o "$work/sampling_1024" "$work/sampling_1024.o" "${sampling_objs[@]}"
 g++ -o "$work/sampling_128" "$work/sampling_128.o" "${sampling_objs[@]}"
-# The default paths (those checked on the H100), then the opt-in tensor-core decode and
-# FlashAttention-2-style prefill (paged_attention.cu: OCTAVO_EXPERIMENTAL_ATTENTION).
-for experimental in 0 1; do
-  export OCTAVO_EXPERIMENTAL_ATTENTION=$experimental
+# The default paths (tensor-core decode, FlashAttention-2-style prefill), then the classic
+# CUDA-core decode and wmma prefill (paged_attention.cu: OCTAVO_CLASSIC_ATTENTION).
+for classic in 0 1; do
+  export OCTAVO_CLASSIC_ATTENTION=$classic
   "$work/test" 0 1 fixed
   "$work/test" 0 "${2:-1}" long   # multi-tile prefill, many-split decode, groups 1..16
   "$work/test" "${1:-20}" "${2:-1}"
 done
-unset OCTAVO_EXPERIMENTAL_ATTENTION
+unset OCTAVO_CLASSIC_ATTENTION
 EMU_SMEM=80000 "$work/test" 6 "${2:-1}"   # fp16/bf16 prefill on the CUDA-core tiles
 EMU_SMEM=40000 "$work/test" 4 "${2:-1}"   # prefill on the simple kernel
 "$work/sampling_128" "${1:-20}" "${2:-1}"   # many cases on 128-thread blocks

@@ -3,10 +3,16 @@
 # the Python extension, from one build tree), run the GPU op tests (CUDA vs CPU backend), the
 # GPU engine tests (vs HF transformers), and, with "bench", the benchmarks. Logs and JSON go
 # under $OUT. Usage (from the repo root, on the GPU machine):
-#   tests/gpu/run_on_device.sh [bench|bench-only]     env: NUM_PROMPTS, PROFILE=<batch>, PYTEST_TIMEOUT
+#   tests/gpu/run_on_device.sh [bench|bench-only|profile]
+# env: NUM_PROMPTS, HF_PROMPTS, HF_BATCH, PROFILE=<batch>, PYTEST_TIMEOUT, LATENCY_TIMEOUT, THROUGHPUT_TIMEOUT
 set -uo pipefail
-OUT=${OUT:-/tmp/octavo-out}
+FINAL_OUT=${OUT:-/tmp/octavo-out}
+# Logs and JSON are written to $FINAL_OUT/logs and packed into $FINAL_OUT/results.tar.gz at
+# the end (the device tool returns only a few files per call).
+OUT=$FINAL_OUT/logs
 mkdir -p "$OUT"
+pack() { tar czf "$FINAL_OUT/results.tar.gz" -C "$OUT" . && rm -rf "$OUT"; }
+trap pack EXIT
 export PYTHONUNBUFFERED=1
 status=0
 step() { echo "== $* ($(date +%T))"; }
@@ -30,10 +36,20 @@ export PYTHONPATH=/tmp/pkg:/tmp/site
 step "GPU op tests: CUDA backend vs CPU backend"
 ./build/gpu/octavo_gpu_tests 2>&1 | tee "$OUT/gpu_ops.log" | grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|error|relative" | head -60
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
-step "GPU attention op tests with the experimental tensor-core kernels (OCTAVO_EXPERIMENTAL_ATTENTION=1)"
-OCTAVO_EXPERIMENTAL_ATTENTION=1 ./build/gpu/octavo_gpu_tests --gtest_filter='*Attention*' 2>&1 | tee "$OUT/gpu_ops_experimental.log" |
+step "GPU attention op tests with the classic kernels (OCTAVO_CLASSIC_ATTENTION=1)"
+OCTAVO_CLASSIC_ATTENTION=1 ./build/gpu/octavo_gpu_tests --gtest_filter='*Attention*' 2>&1 | tee "$OUT/gpu_ops_classic.log" |
   grep -E "^\[  (FAILED|PASSED) |Failure" | head -20
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
+
+if [ "${1:-}" = "profile" ]; then
+  python3 bench/make_bench_model.py llama3-8b /tmp/llama3-8b > /dev/null
+  for eager in "" --enforce-eager; do
+    step "profile: batch ${PROFILE:-1} decode, Llama-3-8B shape ${eager}"
+    (cd /tmp && timeout 150 python3 "$R/bench/profile_step.py" --model /tmp/llama3-8b --batch-size "${PROFILE:-1}" \
+      --input-len 128 --output-len 64 --rows 40 $eager 2>&1) | tee "$OUT/profile${eager}.log" | tail -48
+  done
+  exit $status
+fi
 
 if [ "${1:-}" != "bench-only" ]; then
   step "GPU engine tests vs HF"
@@ -45,24 +61,37 @@ fi
 if [ "${1:-}" = "bench" ] || [ "${1:-}" = "bench-only" ]; then
   python3 bench/make_bench_model.py llama3-8b /tmp/llama3-8b > /dev/null
   step "batch-1 decode latency, Llama-3-8B shape, dummy bf16, 128 in / 128 out"
-  (cd /tmp && python3 -m octavo bench latency --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 --batch-size 1 \
+  (cd /tmp && timeout ${LATENCY_TIMEOUT:-150} python3 -m octavo bench latency --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 --batch-size 1 \
     --input-len 128 --output-len 128 --num-iters-warmup 2 --num-iters 5 --max-model-len 2048 \
     --output-json "$OUT/latency_8b.json" 2>&1) | tee "$OUT/latency_8b.log" | grep -vE "it/s|Warming" | tail -12
   step "offline throughput, Llama-3-8B shape, dummy bf16, ${NUM_PROMPTS:=200} prompts x 1024 in / 128 out"
-  (cd /tmp && python3 -m octavo bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
+  (cd /tmp && timeout ${THROUGHPUT_TIMEOUT:-240} python3 -m octavo bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
     --num-prompts "$NUM_PROMPTS" --input-len 1024 --output-len 128 --max-model-len 2048 --disable-tqdm \
     --output-json "$OUT/throughput_8b.json" 2>&1) | tee "$OUT/throughput_8b.log" | tail -7
   step "kernel microbenchmarks (CUDA backend, bf16), against the copy and GEMM ceilings"
-  ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --json "$OUT/kernels_cuda.json" \
+  timeout 150 ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --json "$OUT/kernels_cuda.json" \
     > "$OUT/kernels_cuda.log" 2>&1; grep -E "^(op|decode|prefill|sample|gemm|ceiling)" "$OUT/kernels_cuda.log"
-  step "attention microbenchmarks with the experimental tensor-core kernels"
-  OCTAVO_EXPERIMENTAL_ATTENTION=1 ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --filter attention \
-    --json "$OUT/kernels_attention_experimental.json" > "$OUT/kernels_attention_experimental.log" 2>&1
-  grep -E "^(decode|prefill)" "$OUT/kernels_attention_experimental.log"
+  step "attention microbenchmarks with the classic kernels (OCTAVO_CLASSIC_ATTENTION=1)"
+  OCTAVO_CLASSIC_ATTENTION=1 timeout 90 ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --filter attention \
+    --json "$OUT/kernels_attention_classic.json" > "$OUT/kernels_attention_classic.log" 2>&1
+  grep -E "^(decode|prefill)" "$OUT/kernels_attention_classic.log"
   if [ -f bench/sdpa_prefill.py ]; then
     step "PyTorch scaled_dot_product_attention on the prefill shapes"
     python3 bench/sdpa_prefill.py --json "$OUT/sdpa.json" 2>&1 | tee "$OUT/sdpa.log" | tail -12
   fi
+  step "prefix caching: ${NUM_PROMPTS} prompts, a shared 512-token prefix + 512 own tokens in / 128 out, with and without"
+  for caching in enable no-enable; do
+    (cd /tmp && timeout 200 python3 -m octavo bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
+      --num-prompts "$NUM_PROMPTS" --prefix-len 512 --input-len 512 --output-len 128 --max-model-len 2048 --disable-tqdm \
+      --${caching}-prefix-caching --output-json "$OUT/prefix_${caching}.json" 2>&1) | tee "$OUT/prefix_${caching}.log" | tail -4
+  done
+  step "sleep / wake_up on the 8B shape: device memory by cudaMemGetInfo and nvidia-smi"
+  (cd /tmp && timeout 150 python3 "$R/bench/sleep_memory.py" --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
+    --output-json "$OUT/sleep_memory.json" 2>&1) | tee "$OUT/sleep_memory.log" | tail -4
+  step "offline throughput with --backend hf (transformers, dummy weights), ${HF_PROMPTS:=256} prompts x 1024 in / 128 out"
+  (cd /tmp && timeout 240 python3 -m octavo bench throughput --backend hf --model /tmp/llama3-8b --load-format dummy \
+    --dtype bfloat16 --num-prompts "$HF_PROMPTS" --max-num-seqs "${HF_BATCH:-64}" --input-len 1024 --output-len 128 \
+    --disable-tqdm --output-json "$OUT/throughput_8b_hf.json" 2>&1) | tee "$OUT/throughput_8b_hf.log" | tail -4
   if [ -n "${PROFILE:-}" ]; then
     step "profile: batch ${PROFILE} decode, Llama-3-8B shape"
     (cd /tmp && python3 "$R/bench/profile_step.py" --model /tmp/llama3-8b --batch-size "$PROFILE" --input-len 128 \

@@ -26,6 +26,15 @@ namespace {
 
 constexpr double kLogprobTolerance = 1e-5;
 
+// Equal (which covers -inf on both sides: a token the filters removed) or within tolerance.
+bool logprob_close(double got, double want) {
+  return got == want || std::fabs(got - want) <= kLogprobTolerance;
+}
+
+void expect_logprob_near(double got, double want) {
+  EXPECT_TRUE(logprob_close(got, want)) << "logprob " << got << ", want " << want;
+}
+
 class SamplingOpsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -136,9 +145,9 @@ class SamplingOpsTest : public ::testing::Test {
       const SampleResult &g = got[r], &w = want[r];
       const std::string where = what + " row " + std::to_string(r);
       bool ok = g.token == w.token && g.rank == w.rank && g.top_tokens == w.top_tokens &&
-                g.top_logprobs.size() == w.top_logprobs.size() && std::fabs(g.logprob - w.logprob) <= kLogprobTolerance;
+                g.top_logprobs.size() == w.top_logprobs.size() && logprob_close(g.logprob, w.logprob);
       for (size_t j = 0; ok && j < g.top_logprobs.size(); ++j) {
-        ok = std::fabs(g.top_logprobs[j] - w.top_logprobs[j]) <= kLogprobTolerance;
+        ok = logprob_close(g.top_logprobs[j], w.top_logprobs[j]);
       }
       if (!ok) {
         ++mismatches;
@@ -229,11 +238,11 @@ TEST_F(SamplingOpsTest, ComputeLogprobsMatchesCpu) {
     for (size_t r = 0; r < want.size(); ++r) {
       EXPECT_EQ(got[r].token, want[r].token);
       EXPECT_EQ(got[r].rank, want[r].rank) << "vocab " << vocab << " row " << r;
-      EXPECT_NEAR(got[r].logprob, want[r].logprob, kLogprobTolerance);
+      expect_logprob_near(got[r].logprob, want[r].logprob);
       EXPECT_EQ(got[r].top_tokens, want[r].top_tokens) << "vocab " << vocab << " row " << r;
       ASSERT_EQ(got[r].top_logprobs.size(), want[r].top_logprobs.size());
       for (size_t j = 0; j < want[r].top_logprobs.size(); ++j) {
-        EXPECT_NEAR(got[r].top_logprobs[j], want[r].top_logprobs[j], kLogprobTolerance);
+        expect_logprob_near(got[r].top_logprobs[j], want[r].top_logprobs[j]);
       }
     }
   }

@@ -104,9 +104,40 @@ def test_dummy_weights_need_only_config_and_tokenizer(make_model, capsys, tmp_pa
                        capsys, tmp_path / "l.json")
     assert result["ms_per_output_token"] == pytest.approx(result["avg_latency"] * 1000 / 3)
 
-    with pytest.raises(SystemExit, match="--load-format dummy applies to the octavo backend only"):
-        _run(["throughput", "--model", str(model), "--load-format", "dummy", "--backend", "hf",
-              "--num-prompts", "1"], capsys, tmp_path / "h.json")
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("torch") is None, reason="the hf backend needs torch")
+def test_hf_backend_dummy_weights_build_the_configured_model(make_model, capsys, tmp_path):
+    from octavo.bench.hf_backend import HFRunner
+
+    model = tmp_path / "config-only"
+    model.mkdir()
+    for f in Path(make_model("llama")).iterdir():
+        if f.is_file() and ".safetensors" not in f.name:
+            shutil.copy(f, model / f.name)
+    runner = HFRunner(str(model), device="cpu", load_format="dummy")
+    config = json.loads((model / "config.json").read_text())
+    assert runner.model.config.num_hidden_layers == config["num_hidden_layers"]
+    assert runner.model.get_input_embeddings().weight.shape == (config["vocab_size"], config["hidden_size"])
+    assert runner.model.get_input_embeddings().weight.std().item() > 0  # initialised, not zeros
+    out, result = _run(["throughput", "--model", str(model), "--load-format", "dummy", "--backend", "hf",
+                        "--num-prompts", "2", "--input-len", "5", "--output-len", "3", "--disable-tqdm"],
+                       capsys, tmp_path / "h.json")
+    assert result["backend"] == "hf"
+    assert result["total_output_tokens"] == 2 * 3
+    with pytest.raises(ValueError, match="load_format must be"):
+        HFRunner(str(model), device="cpu", load_format="pt")
+
+
+def test_make_bench_model_writes_a_dummy_loadable_folder(tmp_path):
+    script = Path(__file__).resolve().parents[2] / "bench" / "make_bench_model.py"
+    subprocess.run([sys.executable, str(script), "llama3-8b", str(tmp_path / "m")], check=True,
+                   capture_output=True)
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["hidden_size"] == 4096 and config["vocab_size"] == 128256
+    from transformers import AutoTokenizer
+
+    assert len(AutoTokenizer.from_pretrained(str(tmp_path / "m"))) == 1024
 
 
 def _sharegpt_file(path: Path) -> list[tuple[str, str]]:

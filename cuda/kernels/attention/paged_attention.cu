@@ -240,14 +240,13 @@ AttentionDescriptor describe(const Params& p, KernelDType dtype, const void* q,
   return d;
 }
 
-// The tensor-core decode and the FlashAttention-2-style prefill (mma.sync, cp.async) pass the
-// CPU emulator, which models those instructions lane by lane, but have not yet run on a GPU:
-// until they have, they are taken only with OCTAVO_EXPERIMENTAL_ATTENTION=1, and the kernels
-// already checked on the H100 stay the default.
-bool experimental_kernels_enabled() {
+// The tensor-core decode and the FlashAttention-2-style prefill are the default on sm_80+ in
+// fp16/bf16. OCTAVO_CLASSIC_ATTENTION=1 takes the earlier CUDA-core decode and wmma prefill
+// instead: the op tests and the microbenchmarks run both ways, and the emulator too.
+bool tensor_core_kernels_enabled() {
   static const bool enabled = [] {
-    const char* value = std::getenv("OCTAVO_EXPERIMENTAL_ATTENTION");
-    return value != nullptr && value[0] == '1';
+    const char* value = std::getenv("OCTAVO_CLASSIC_ATTENTION");
+    return value == nullptr || value[0] != '1';
   }();
   return enabled;
 }
@@ -262,15 +261,15 @@ Paths choose_paths(const AttentionDescriptor& d) {
   constexpr size_t kStaticSmemSlack = 1024;
   // bf16 mma.sync / wmma (and the kernels' fp16 twins) need sm_80.
   const bool tensor_cores = d.dtype != KernelDType::kFloat32 && d.compute_capability >= 80;
-  const bool experimental = tensor_cores && experimental_kernels_enabled();
+  const bool newest = tensor_cores && tensor_core_kernels_enabled();
   Paths paths{d.group <= detail::kMaxDecodeGroup ? DecodePath::kSplitK : DecodePath::kSimple,
               PrefillPath::kSimple};
-  if (experimental && d.group <= detail::kMaxDecodeMmaGroup &&
+  if (newest && d.group <= detail::kMaxDecodeMmaGroup &&
       detail::decode_mma_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {
     paths.decode = DecodePath::kTensorCore;
   }
   const size_t flash_smem = detail::prefill_flash_smem_bytes(d.head_dim);
-  if (experimental && flash_smem != 0 && flash_smem + kStaticSmemSlack <= d.max_smem_per_block) {
+  if (newest && flash_smem != 0 && flash_smem + kStaticSmemSlack <= d.max_smem_per_block) {
     paths.prefill = PrefillPath::kFlash;
   } else if (tensor_cores &&
              detail::prefill_mma_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {

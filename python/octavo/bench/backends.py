@@ -35,7 +35,8 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--enforce-eager", action="store_true")
     parser.add_argument("--load-format", default="auto", choices=("auto", "safetensors", "dummy"),
                         help="passed to LLM(load_format=...); dummy: random weights, the model folder "
-                             "needs only config.json and the tokenizer (octavo backend only)")
+                             "needs only config.json and the tokenizer (hf: built from the config "
+                             "with transformers' random initialisation)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=0, help="seeds the prompts and the engine")
     parser.add_argument("--disable-detokenize", action="store_true",
@@ -99,22 +100,21 @@ class OctavoBackend:
 class HFBackend:
     """HF transformers (`HFRunner`): greedy, static batches of --max-num-seqs, left-padded.
 
-    Raises ImportError without torch, and ValueError for --load-format dummy (HF loads weights).
+    Raises ImportError without torch. --load-format dummy builds HF's model from config.json
+    with transformers' random initialisation, on the device.
     """
 
     name = "hf"
 
     def __init__(self, args: argparse.Namespace) -> None:
-        if args.load_format == "dummy":
-            raise ValueError("--load-format dummy applies to the octavo backend only")
         from transformers import AutoTokenizer
 
         from octavo.bench.hf_backend import HFRunner
         from octavo.hf import resolve_model_path
 
-        self.runner = HFRunner(args.model, dtype=args.dtype, device=args.device)
+        self.runner = HFRunner(args.model, dtype=args.dtype, device=args.device, load_format=args.load_format)
         self.batch_size = args.max_num_seqs or DEFAULT_MAX_NUM_SEQS
-        source = args.tokenizer or resolve_model_path(args.model)
+        source = args.tokenizer or resolve_model_path(args.model, weights=args.load_format != "dummy")
         self.tokenizer = AutoTokenizer.from_pretrained(source)
 
     def prepare(self, requests: list[SampleRequest], *, use_tqdm: bool = False) -> Run:

@@ -31,13 +31,16 @@ class HFRunner:
     dtype: LLM's dtype names; "auto" means float32.
     device: "cpu", "cuda" or "auto" (cuda when torch sees one).
     pad_token_id: the id left padding uses; None: the model's EOS (the first, if several), else 0.
-    Raises ImportError when torch or transformers is missing, ValueError for an unknown dtype
-    or device, OSError when the model cannot be loaded.
+    load_format: "auto" loads the checkpoint; "dummy" builds the model from config.json alone,
+        made directly on the device with transformers' own random initialisation (the same
+        shapes and FLOPs as the checkpoint, so timings compare with octavo's dummy load).
+    Raises ImportError when torch or transformers is missing, ValueError for an unknown dtype,
+    device or load_format, OSError when the model cannot be loaded.
     """
 
     def __init__(self, model: str, *, dtype: str = "auto", device: str = "auto",
                  pad_token_id: int | None = None, revision: str | None = None,
-                 trust_remote_code: bool = False) -> None:
+                 trust_remote_code: bool = False, load_format: str = "auto") -> None:
         torch = _import_torch()
         from transformers import AutoModelForCausalLM
 
@@ -50,12 +53,23 @@ class HFRunner:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        if load_format not in ("auto", "safetensors", "dummy"):
+            raise ValueError(f"load_format must be 'auto', 'safetensors' or 'dummy', got {load_format!r}")
         self._torch = torch
         self.device = device
         self.dtype = _TORCH_DTYPES[dtype]
-        model_dir = resolve_model_path(model, revision=revision)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            model_dir, dtype=getattr(torch, self.dtype), trust_remote_code=trust_remote_code).to(device).eval()
+        torch_dtype = getattr(torch, self.dtype)
+        model_dir = resolve_model_path(model, revision=revision, weights=load_format != "dummy")
+        if load_format == "dummy":
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+            with torch.device(device):
+                self.model = AutoModelForCausalLM.from_config(
+                    config, dtype=torch_dtype, trust_remote_code=trust_remote_code).eval()
+        else:
+            self.model = AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=torch_dtype, trust_remote_code=trust_remote_code).to(device).eval()
         self.pad_token_id = self._default_pad_id() if pad_token_id is None else pad_token_id
 
     def _default_pad_id(self) -> int:
