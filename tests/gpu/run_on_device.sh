@@ -3,7 +3,7 @@
 # the Python extension, from one build tree), run the GPU op tests (CUDA vs CPU backend), the
 # GPU engine tests (vs HF transformers), and, with "bench", the benchmarks. Logs and JSON go
 # under $OUT. Usage (from the repo root, on the GPU machine):
-#   tests/gpu/run_on_device.sh [bench|bench-only|profile]
+#   tests/gpu/run_on_device.sh [bench|bench-only|profile|latency]
 # env: NUM_PROMPTS, HF_PROMPTS, HF_BATCH, PROFILE=<batch>, PYTEST_TIMEOUT, LATENCY_TIMEOUT, THROUGHPUT_TIMEOUT
 set -uo pipefail
 FINAL_OUT=${OUT:-/tmp/octavo-out}
@@ -40,6 +40,15 @@ step "GPU attention op tests with the classic kernels (OCTAVO_CLASSIC_ATTENTION=
 OCTAVO_CLASSIC_ATTENTION=1 ./build/gpu/octavo_gpu_tests --gtest_filter='*Attention*' 2>&1 | tee "$OUT/gpu_ops_classic.log" |
   grep -E "^\[  (FAILED|PASSED) |Failure" | head -20
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
+
+if [ "${1:-}" = "latency" ]; then
+  python3 bench/make_bench_model.py llama3-8b /tmp/llama3-8b > /dev/null
+  step "batch-1 decode latency only, Llama-3-8B shape, dummy bf16, 128 in / 128 out"
+  (cd /tmp && timeout 150 python3 -m octavo bench latency --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
+    --batch-size 1 --input-len 128 --output-len 128 --num-iters-warmup 2 --num-iters 5 --max-model-len 2048 \
+    --output-json "$OUT/latency_8b.json" 2>&1) | tee "$OUT/latency_8b.log" | grep -E "Start-up|Avg time|graphs"
+  exit $status
+fi
 
 if [ "${1:-}" = "profile" ]; then
   python3 bench/make_bench_model.py llama3-8b /tmp/llama3-8b > /dev/null
