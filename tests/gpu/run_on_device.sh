@@ -4,7 +4,7 @@
 # GPU engine tests (vs HF transformers), and, with "bench", the benchmarks. Logs and JSON go
 # under $OUT. Usage (from the repo root, on the GPU machine):
 #   tests/gpu/run_on_device.sh [bench|bench-only|profile|latency]
-# env: NUM_PROMPTS, HF_PROMPTS, HF_BATCH, PROFILE=<batch>, PYTEST_TIMEOUT, LATENCY_TIMEOUT, THROUGHPUT_TIMEOUT
+# env: NUM_PROMPTS, HF_PROMPTS (0: no hf run), HF_BATCH, PROFILE=<batch>, PYTEST_TIMEOUT, LATENCY_TIMEOUT, THROUGHPUT_TIMEOUT
 set -uo pipefail
 FINAL_OUT=${OUT:-/tmp/octavo-out}
 # Logs and JSON are written to $FINAL_OUT/logs and packed into $FINAL_OUT/results.tar.gz at
@@ -97,7 +97,7 @@ if [ "${1:-}" = "bench" ] || [ "${1:-}" = "bench-only" ]; then
   step "sleep / wake_up on the 8B shape: device memory by cudaMemGetInfo and nvidia-smi"
   (cd /tmp && timeout 150 python3 "$R/bench/sleep_memory.py" --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
     --output-json "$OUT/sleep_memory.json" 2>&1) | tee "$OUT/sleep_memory.log" | tail -4
-  step "offline throughput with --backend hf (transformers, dummy weights), ${HF_PROMPTS:=256} prompts x 1024 in / 128 out"
+  [ "${HF_PROMPTS:=256}" -gt 0 ] && step "offline throughput with --backend hf (transformers, dummy weights), ${HF_PROMPTS} prompts x 1024 in / 128 out" &&
   (cd /tmp && timeout 240 python3 -m octavo bench throughput --backend hf --model /tmp/llama3-8b --load-format dummy \
     --dtype bfloat16 --num-prompts "$HF_PROMPTS" --max-num-seqs "${HF_BATCH:-64}" --input-len 1024 --output-len 128 \
     --disable-tqdm --output-json "$OUT/throughput_8b_hf.json" 2>&1) | tee "$OUT/throughput_8b_hf.log" | tail -4

@@ -1,8 +1,10 @@
 #include "octavo/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <iomanip>
 #include <map>
 #include <sstream>
 #include <sys/stat.h>
@@ -197,7 +199,15 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
   const LoadFormat load_format = parse_load_format(config_.load_format);
   load_format_ = load_format;
 
+  // Start-up phases, timed for the start-up line (the start-up target is a sum of them).
+  using Clock = std::chrono::steady_clock;
+  const auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
+  Clock::time_point phase = Clock::now();
   backend_ = make_backend(config_, mc);
+  const double backend_s = seconds_since(phase);
+  phase = Clock::now();
   check_weights_fit(mc);
   {
     // Scoped: the safetensors mappings are released once the weights are on the backend.
@@ -207,6 +217,8 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
                                             config_.max_num_seqs, max_model_len);
   }
   backend_->plan_sampling(config_.max_num_seqs, config_.max_logprobs);
+  const double weights_s = seconds_since(phase);
+  phase = Clock::now();
 
   // Memory plan: the KV cache takes what the user gave, or what the backend plans once a
   // forward of the largest step has run (on a device, so that whatever the libraries
@@ -250,7 +262,10 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
   sampler_ = std::make_unique<Sampler>(*backend_, eos);
   metrics_ = std::make_unique<MetricsRecorder>(max_model_len);
   info.max_model_len = max_model_len;
+  const double plan_s = seconds_since(phase);
+  phase = Clock::now();
   record_decode_graphs();
+  const double graphs_s = seconds_since(phase);
 
   info.architecture = mc.architecture;
   info.vocab_size = mc.vocab_size;
@@ -277,6 +292,10 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
     line << "; " << info.num_decode_graphs << " decode graphs (batch 1.." << config_.max_num_seqs << ", "
          << gib(info.decode_graph_bytes) << ")";
   }
+  line << std::fixed << std::setprecision(2) << "; ready in " << backend_s + weights_s + plan_s + graphs_s
+       << " s (backend " << backend_s << ", weights " << weights_s << ", memory plan " << plan_s;
+  if (decode_graphs_) line << ", graphs " << graphs_s;
+  line << ")";
   log_info(line.str());
 }
 
