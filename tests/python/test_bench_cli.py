@@ -84,13 +84,18 @@ def test_latency_prints_average_and_percentiles(backend, make_model, capsys, tmp
     assert result["ms_per_output_token"] == pytest.approx(result["avg_latency"] * 1000 / 4)
 
 
-def test_dummy_weights_need_only_config_and_tokenizer(make_model, capsys, tmp_path):
-    model = tmp_path / "config-only"
-    model.mkdir()
-    for f in Path(make_model("llama")).iterdir():
+def _config_only(model_dir: str, out: Path) -> Path:
+    """A copy of the model folder without its weights (config, tokenizer, generation config)."""
+    out.mkdir()
+    for f in Path(model_dir).iterdir():
         if f.is_file() and ".safetensors" not in f.name:
-            shutil.copy(f, model / f.name)
-    assert not list(model.glob("*.safetensors*"))
+            shutil.copy(f, out / f.name)
+    assert not list(out.glob("*.safetensors*"))
+    return out
+
+
+def test_dummy_weights_need_only_config_and_tokenizer(make_model, capsys, tmp_path):
+    model = _config_only(make_model("llama"), tmp_path / "config-only")
     out, result = _run(["throughput", "--model", str(model), "--load-format", "dummy", "--num-prompts", "3",
                         "--input-len", "6", "--output-len", "5", "--disable-tqdm"], capsys, tmp_path / "t.json")
     assert THROUGHPUT_LINE.search(out), out
@@ -110,11 +115,7 @@ def test_dummy_weights_need_only_config_and_tokenizer(make_model, capsys, tmp_pa
 def test_hf_backend_dummy_weights_build_the_configured_model(make_model, capsys, tmp_path):
     from octavo.bench.hf_backend import HFRunner
 
-    model = tmp_path / "config-only"
-    model.mkdir()
-    for f in Path(make_model("llama")).iterdir():
-        if f.is_file() and ".safetensors" not in f.name:
-            shutil.copy(f, model / f.name)
+    model = _config_only(make_model("llama"), tmp_path / "config-only")
     runner = HFRunner(str(model), device="cpu", load_format="dummy")
     config = json.loads((model / "config.json").read_text())
     assert runner.model.config.num_hidden_layers == config["num_hidden_layers"]
