@@ -5,6 +5,12 @@
 # under $OUT. Usage (from the repo root, on the GPU machine):
 #   tests/gpu/run_on_device.sh [bench|bench-only|profile|latency]
 # env: NUM_PROMPTS, HF_PROMPTS (0: no hf run), HF_BATCH, PROFILE=<batch>, PYTEST_TIMEOUT, LATENCY_TIMEOUT, THROUGHPUT_TIMEOUT
+# The device machine has no network: the build inputs it lacks travel in .whl/ (gitignored;
+# the device tool's carry: [".whl"]). Make it once on a machine with the registries:
+#   mkdir -p .whl && cd .whl && python3 -m pip download --no-deps --only-binary=:all: \
+#     --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+#     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d . nlohmann-json scipy-openblas32 \
+#     && apt-get download libgtest-dev
 set -uo pipefail
 FINAL_OUT=${OUT:-/tmp/octavo-out}
 # Logs and JSON are written to $FINAL_OUT/logs and packed into $FINAL_OUT/results.tar.gz at
