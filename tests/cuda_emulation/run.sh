@@ -9,7 +9,8 @@ root="$(cd "$here/../.." && pwd)"
 cuda_home="${CUDA_HOME:-/usr/local/cuda}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-flags=(-std=c++20 -O1 -w -U_FORTIFY_SOURCE -include "$here/cuda_emulation.h" -I"$root/cuda/kernels" -I"$cuda_home/include")
+flags=(-std=c++20 -O1 -w -U_FORTIFY_SOURCE -include "$here/cuda_emulation.h" -I"$root/cuda/kernels" -I"$root/cpp/src"
+       -I"$cuda_home/include")
 # Host code the sampling test links: the CPU sampler (the reference, built as the library
 # builds it: -march=native, so its multiply-adds are fused the same way) and the packing.
 host_flags=(-std=c++17 -O2 -w -I"$root/cpp/src" -I"$root/cpp/include" -I"$root/cuda" -I"$root/cuda/kernels"

@@ -11,6 +11,7 @@
 
 #include "backend/backend.h"
 #include "core/logging.h"
+#include "core/splitmix64.h"
 #include "engine/decode_graphs.h"
 #include "engine/metrics_recorder.h"
 #include "engine/step_inputs.h"
@@ -42,13 +43,6 @@ std::string read_config_text(const EngineConfig& config) {
   std::ostringstream text;
   text << file.rdbuf();
   return text.str();
-}
-
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
 }
 
 PositionLogprobs position_logprobs(const SampleResult& s) {
@@ -353,7 +347,7 @@ void Engine::Impl::add_request(uint64_t id, std::vector<int32_t> prompt, const S
   params.validate(info.vocab_size, config_.max_logprobs);
 
   // vLLM v1: sample i of a seeded request draws as a request seeded with seed + i would.
-  const uint64_t base_seed = params.seed ? *params.seed : mix64(config_.seed ^ mix64(next_arrival_));
+  const uint64_t base_seed = params.seed ? *params.seed : splitmix64(config_.seed ^ splitmix64(next_arrival_));
   Group group;
   for (int32_t i = 0; i < params.n; ++i) {
     auto r = std::make_unique<Request>();

@@ -1,16 +1,14 @@
 #include "kv_cache/block_hash.h"
 
+#include "core/splitmix64.h"
+
 namespace octavo {
 
 namespace {
 
-// Two different 64-bit finalizers (SplitMix64's and MurmurHash3's), one per half of the
-// hash, so that the halves do not collide together.
-uint64_t mix_a(uint64_t x) {
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+// Two different 64-bit finalizers, one per half of the hash, so that the halves do not
+// collide together: splitmix64's (mix_a) and MurmurHash3's (mix_b).
+constexpr auto mix_a = splitmix64_mix;
 
 uint64_t mix_b(uint64_t x) {
   x = (x ^ (x >> 33)) * 0xff51afd7ed558ccdULL;

@@ -2,21 +2,13 @@
 
 #include <omp.h>
 
+#include "core/splitmix64.h"
 #include "octavo/errors.h"
 
 namespace octavo {
 
 namespace {
 
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;  // 2^64 / golden ratio: splitmix64's increment
-
-// splitmix64's output function (Steele, Lea & Flood, "Fast splittable pseudorandom number
-// generators", 2014) with the published constants; its stream passes BigCrush.
-inline uint64_t splitmix64_mix(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 // FNV-1a, 64-bit (offset basis and prime from the published definition).
 uint64_t fnv1a64(const std::string& text) {
@@ -39,13 +31,13 @@ void fill_uniform(uint64_t key, float low, float high, float* out, int64_t n, in
   // Below ~1M elements (a norm weight, a bias) threads cost more than they save.
 #pragma omp parallel for schedule(static) num_threads(threads) if (n >= (int64_t{1} << 20))
   for (int64_t i = 0; i < n; ++i) {
-    const uint64_t bits = splitmix64_mix(key + static_cast<uint64_t>(i + 1) * kGolden);
+    const uint64_t bits = splitmix64_mix(key + static_cast<uint64_t>(i + 1) * kSplitMix64Increment);
     out[i] = low + static_cast<float>(bits >> 40) * scale;
   }
 }
 
 uint64_t dummy_tensor_key(uint64_t seed, const std::string& name) {
-  return splitmix64_mix(splitmix64_mix(seed + kGolden) ^ fnv1a64(name));
+  return splitmix64_mix(splitmix64(seed) ^ fnv1a64(name));
 }
 
 DummyWeightSource::DummyWeightSource(uint64_t seed, bool tie_word_embeddings, int32_t num_threads)

@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "common/dispatch.cuh"
+#include "core/splitmix64.h"
 #include "common/vector_access.cuh"
 
 namespace octavo::cuda {
@@ -49,22 +50,12 @@ __global__ void convert_kernel(D* __restrict__ dst, const S* __restrict__ src, i
   }
 }
 
-// 2^64 / golden ratio, splitmix64's increment, and its output function (Steele, Lea &
-// Flood, 2014): the same as the CPU's model/dummy_weights.cc.
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
-__device__ __forceinline__ uint64_t splitmix64_mix(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 // Hash-bound more than memory-bound, so scalar stores are fine here.
 template <typename T>
 __global__ void fill_uniform_kernel(T* __restrict__ dst, int64_t n, uint64_t seed, float low, float scale) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const uint64_t bits = splitmix64_mix(seed + static_cast<uint64_t>(i + 1) * kGolden);
+    const uint64_t bits = splitmix64_mix(seed + static_cast<uint64_t>(i + 1) * kSplitMix64Increment);
     // One fused multiply-add, as GCC compiles the CPU's low + u * scale under -march=native
     // (the default build) on any x86 with FMA; without FMA the CPU rounds twice (1 ulp).
     dst[i] = from_float<T>(__fmaf_rn(static_cast<float>(bits >> 40), scale, low));

@@ -32,6 +32,7 @@
 #include <string>
 
 #include "common/kernel_dtype.h"
+#include "core/splitmix64.h"
 #include "sampling/sampling_block.cuh"
 
 namespace octavo::cuda {
@@ -86,14 +87,8 @@ struct KeyLayout {
 __device__ __forceinline__ float sampling_exp(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
 
 // The CPU sampler's counter-based uniform (cpu::counter_uniform), bit for bit.
-__device__ __forceinline__ uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 __device__ __forceinline__ double counter_uniform(uint64_t seed, uint64_t draw_index) {
-  const uint64_t bits = splitmix64(splitmix64(seed ^ (draw_index * 0x9E3779B97F4A7C15ull)));
+  const uint64_t bits = splitmix64(splitmix64(seed ^ (draw_index * kSplitMix64Increment)));
   return static_cast<double>(bits >> 11) * 0x1.0p-53;
 }
 

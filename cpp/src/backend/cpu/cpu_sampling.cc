@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_common.h"
+#include "core/splitmix64.h"
 #include "octavo/errors.h"
 
 namespace octavo::cpu {
@@ -27,15 +28,6 @@ constexpr size_t kTopPSortRange = 32;
 // Where top_p first splits the vocabulary: most next-token distributions put top_p of their
 // mass on fewer tokens, so one partition usually settles the cut.
 constexpr size_t kTopPFirstSplit = 256;
-
-// splitmix64 (Steele, Lea & Flood, "Fast splittable pseudorandom number generators", 2014):
-// a bijective 64-bit mix whose output passes BigCrush; the constants are the published ones.
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;  // 2^64 / golden ratio
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 void check_token(int32_t id, int32_t vocab, const char* what) {
   if (id < 0 || id >= vocab) {
