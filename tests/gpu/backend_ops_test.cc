@@ -80,10 +80,33 @@ class BackendOpsTest : public ::testing::TestWithParam<DType> {
   }
 
   template <typename T>
-  Buffer device_ints(const std::vector<T>& v) {
-    Buffer b = gpu_->allocate(v.size() * sizeof(T));
-    gpu_->copy_to_device(b.data(), v.data(), v.size() * sizeof(T));
+  Buffer device_ints(const std::vector<T>& v, Backend* be = nullptr) {
+    if (be == nullptr) be = gpu_.get();
+    Buffer b = be->allocate(v.size() * sizeof(T));
+    be->copy_to_device(b.data(), v.data(), v.size() * sizeof(T));
     return b;
+  }
+
+  // be.paged_attention(q, the caches) with the host start locations, lengths and block tables
+  // uploaded to `be` (meta's pointers set to them), as floats; on the GPU into a poisoned output.
+  std::vector<float> attend(Backend& be, DType dtype, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                            AttentionMetadata meta, const std::vector<int32_t>& query_start_loc,
+                            const std::vector<int32_t>& seq_lens, const std::vector<int32_t>& block_tables,
+                            float scale, int32_t window) {
+    const bool device = &be == gpu_.get();
+    Buffer bqsl = device_ints(query_start_loc, &be), blens = device_ints(seq_lens, &be),
+           btab = device_ints(block_tables, &be);
+    meta.query_start_loc = static_cast<const int32_t*>(bqsl.data());
+    meta.seq_lens = static_cast<const int32_t*>(blens.data());
+    meta.block_tables = static_cast<const int32_t*>(btab.data());
+    const int64_t tokens = q.dim(0), width = q.dim(1) * q.dim(2);
+    Buffer bout = device ? poisoned({tokens, width}, dtype) : be.allocate(tokens * width * 4);
+    Tensor out = bout.as(dtype, {tokens, q.dim(1), q.dim(2)});
+    be.paged_attention(q, k_cache, v_cache, meta, scale, window, out);
+    if (device) return on_gpu(bout, {tokens, width}, dtype);
+    std::vector<float> values(static_cast<size_t>(tokens * width));
+    std::memcpy(values.data(), bout.data(), values.size() * 4);
+    return values;
   }
 
   void expect_close(const std::vector<float>& got, const std::vector<float>& want, const std::string& what) {
@@ -265,14 +288,9 @@ TEST_P(BackendOpsTest, RopeCacheWriteAndPagedAttentionMatchCpu) {
     meta.max_seq_len = *std::max_element(seq_lens.begin(), seq_lens.end());
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
 
-    auto run = [&](Backend& be, DType bdt, bool device, std::vector<float>& out_values) {
+    auto run = [&](Backend& be, DType bdt) {
       Buffer bqkv = be.upload(qkv), bk = be.upload(kc), bv = be.upload(vc), brope = be.upload_float32(rope_table);
-      auto ints = [&](const auto& v) {
-        Buffer b = be.allocate(v.size() * sizeof(v[0]));
-        be.copy_to_device(b.data(), v.data(), v.size() * sizeof(v[0]));
-        return b;
-      };
-      Buffer bpos = ints(positions), bslots = ints(slots), bqsl = ints(qsl), blens = ints(seq_lens), btab = ints(tables);
+      Buffer bpos = device_ints(positions, &be), bslots = device_ints(slots, &be);
       Tensor all = bqkv.as(bdt, {tokens, qkv_width});
       Tensor q = all.slice_cols(0, c.q_heads * d).view_rows_as({c.q_heads, d});
       Tensor k = all.slice_cols(c.q_heads * d, (c.q_heads + c.kv_heads) * d).view_rows_as({c.kv_heads, d});
@@ -281,23 +299,9 @@ TEST_P(BackendOpsTest, RopeCacheWriteAndPagedAttentionMatchCpu) {
       be.rope(q, k, static_cast<const int32_t*>(bpos.data()), rt);
       Tensor kt = bk.as(bdt, cache_shape), vt = bv.as(bdt, cache_shape);
       be.write_kv_cache(k, v, static_cast<const int64_t*>(bslots.data()), kt, vt);
-      AttentionMetadata m = meta;
-      m.query_start_loc = static_cast<const int32_t*>(bqsl.data());
-      m.seq_lens = static_cast<const int32_t*>(blens.data());
-      m.block_tables = static_cast<const int32_t*>(btab.data());
-      Buffer bout = device ? poisoned({tokens, c.q_heads * d}, bdt) : be.allocate(tokens * c.q_heads * d * 4);
-      Tensor out = bout.as(bdt, {tokens, c.q_heads, d});
-      be.paged_attention(q, kt, vt, m, scale, c.window, out);
-      out_values.resize(static_cast<size_t>(tokens * c.q_heads * d));
-      if (device) {
-        download(out, out_values.data());
-      } else {
-        std::memcpy(out_values.data(), bout.data(), out_values.size() * 4);
-      }
+      return attend(be, bdt, q, kt, vt, meta, qsl, seq_lens, tables, scale, c.window);
     };
-    std::vector<float> want, got;
-    run(*cpu_, DType::kFloat32, false, want);
-    run(*gpu_, dt, true, got);
+    const std::vector<float> want = run(*cpu_, DType::kFloat32), got = run(*gpu_, dt);
     expect_close(got, want, "attention heads " + std::to_string(c.q_heads) + "/" + std::to_string(c.kv_heads) +
                                 " dim " + std::to_string(d) + " window " + std::to_string(c.window));
   }
@@ -407,32 +411,12 @@ TEST_P(BackendOpsTest, PagedAttentionLongRowsMatchCpu) {
     meta.max_seq_len = *std::max_element(seq_lens.begin(), seq_lens.end());
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
 
-    auto run = [&](Backend& be, DType bdt, bool device, std::vector<float>& out_values) {
+    auto run = [&](Backend& be, DType bdt) {
       Buffer bq = be.upload(q), bk = be.upload(kc), bv = be.upload(vc);
-      auto ints = [&](const std::vector<int32_t>& v) {
-        Buffer b = be.allocate(v.size() * sizeof(int32_t));
-        be.copy_to_device(b.data(), v.data(), v.size() * sizeof(int32_t));
-        return b;
-      };
-      Buffer bqsl = ints(qsl), blens = ints(seq_lens), btab = ints(tables);
-      AttentionMetadata m = meta;
-      m.query_start_loc = static_cast<const int32_t*>(bqsl.data());
-      m.seq_lens = static_cast<const int32_t*>(blens.data());
-      m.block_tables = static_cast<const int32_t*>(btab.data());
-      Buffer bout = device ? poisoned({tokens, c.q_heads * d}, bdt) : be.allocate(tokens * c.q_heads * d * 4);
-      Tensor out = bout.as(bdt, {tokens, c.q_heads, d});
-      be.paged_attention(bq.as(bdt, {tokens, c.q_heads, d}), bk.as(bdt, cache_shape), bv.as(bdt, cache_shape), m,
-                         scale, c.window, out);
-      out_values.resize(static_cast<size_t>(tokens * c.q_heads * d));
-      if (device) {
-        download(out, out_values.data());
-      } else {
-        std::memcpy(out_values.data(), bout.data(), out_values.size() * 4);
-      }
+      return attend(be, bdt, bq.as(bdt, {tokens, c.q_heads, d}), bk.as(bdt, cache_shape), bv.as(bdt, cache_shape),
+                    meta, qsl, seq_lens, tables, scale, c.window);
     };
-    std::vector<float> want, got;
-    run(*cpu_, DType::kFloat32, false, want);
-    run(*gpu_, dt, true, got);
+    const std::vector<float> want = run(*cpu_, DType::kFloat32), got = run(*gpu_, dt);
     expect_close(got, want, "long rows, heads " + std::to_string(c.q_heads) + "/" + std::to_string(c.kv_heads) +
                                 " dim " + std::to_string(d) + " block " + std::to_string(c.block_size) +
                                 " window " + std::to_string(c.window));
