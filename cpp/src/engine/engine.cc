@@ -441,9 +441,12 @@ std::vector<RequestOutput> Engine::Impl::step() {
   copy_blocks();
   const double start = MetricsRecorder::now();
   int64_t step_tokens = 0;
+  int64_t prompt_tokens = 0;  // of this step's tokens, those that are prompt tokens
   for (const ScheduledRequest& s : scheduled.scheduled) {
     metrics_->on_scheduled(*s.request, start);
     step_tokens += s.num_new_tokens;
+    prompt_tokens += std::clamp<int64_t>(s.request->num_prompt_tokens - s.request->num_computed_tokens, 0,
+                                         s.num_new_tokens);
   }
 
   Tensor logits;
@@ -463,12 +466,7 @@ std::vector<RequestOutput> Engine::Impl::step() {
   // After sampling: the prompt rows' logits take the buffer the sampling rows' were in.
   add_prompt_logprobs();
 
-  for (const ScheduledRequest& s : scheduled.scheduled) {
-    if (s.request->num_computed_tokens < s.request->num_prompt_tokens) {
-      stats_.num_prompt_tokens_computed +=
-          std::min<int64_t>(s.num_new_tokens, s.request->num_prompt_tokens - s.request->num_computed_tokens);
-    }
-  }
+  stats_.num_prompt_tokens_computed += prompt_tokens;
   scheduler_->update_from_output(scheduled);
   std::vector<uint64_t> done;
   const double now = MetricsRecorder::now();
