@@ -136,7 +136,7 @@ void CublasLtGemm::run(int64_t m, int64_t n, int64_t k, const void* x, int64_t x
   if (bias != nullptr) {
     OCTAVO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
-  if (!p.candidates.empty()) {
+  if (tuning_ && !p.candidates.empty()) {
     // Timing synchronizes, which a stream being recorded into a graph must not do: such a
     // GEMM keeps the heuristic's pick until an eager call of its shape tunes it (the decode
     // graphs run every shape eagerly before recording).

@@ -3,7 +3,8 @@
 // Algorithms come from cuBLASLt's heuristic once per shape and are cached; for the skinny
 // shapes of decode steps (m <= kTuneMaxRows) the heuristic's first few candidates are timed
 // once on the real operands and the fastest kept (its first pick was measured at 55% of the
-// copy bandwidth for Llama-3-8B's o_proj at m = 1 on an H100).
+// copy bandwidth for Llama-3-8B's o_proj at m = 1 on an H100). The engine allows the timing
+// only at start-up (set_tuning).
 #pragma once
 
 #include <cublasLt.h>
@@ -27,6 +28,9 @@ class CublasLtGemm {
 
   void run(int64_t m, int64_t n, int64_t k, const void* x, int64_t x_stride, const void* w, int64_t w_stride,
            const void* bias, void* y, int64_t y_stride, DType in_dtype, DType out_dtype);
+  // Off: shapes not yet tuned keep the heuristic's first pick and run without timing (no
+  // synchronization); on (the default): they are timed at their first eager call.
+  void set_tuning(bool enabled) { tuning_ = enabled; }
 
  private:
   using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, bool>;
@@ -46,6 +50,7 @@ class CublasLtGemm {
   void* workspace_;
   size_t workspace_bytes_;
   std::map<Key, Plan> plans_;
+  bool tuning_ = true;
 };
 
 }  // namespace octavo::cuda

@@ -84,6 +84,7 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   DType compute_dtype() const override { return dtype_; }
+  void set_gemm_tuning(bool enabled) override { gemm_->set_tuning(enabled); }
 
   Buffer allocate(size_t bytes, bool zero = false) override {
     void* data = nullptr;

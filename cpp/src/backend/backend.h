@@ -196,6 +196,11 @@ class Backend {
   // Sizes sample()'s staging buffers for batches of up to max_rows rows asking for up to
   // max_logprobs top logprobs, at start-up (no-op on the CPU).
   virtual void plan_sampling(int64_t max_rows, int32_t max_logprobs) { (void)max_rows, (void)max_logprobs; }
+  // Whether a GEMM shape met for the first time may time its candidate algorithms (a
+  // measurement that synchronizes the device). The engine allows it at start-up, while the
+  // decode graphs' eager runs meet every decode shape, and turns it off before serving, so
+  // that no step synchronizes; later new shapes keep the library's first pick. No-op on the CPU.
+  virtual void set_gemm_tuning(bool enabled) { (void)enabled; }
 };
 
 // The CPU backend (float32). num_threads 0: all cores.
