@@ -1,5 +1,7 @@
 #include "backend/cublaslt_gemm.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -33,6 +35,28 @@ constexpr int64_t kTuneMaxRows = 256;
 constexpr int kTuneCandidates = 8;
 constexpr int kTuneRepeats = 5;
 
+bool tuning_log_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("OCTAVO_GEMM_TUNING_LOG");
+    return v != nullptr && v[0] != '\0' && v[0] != '0';
+  }();
+  return enabled;
+}
+
+// "algo 21 tile 18 stages 8 split-k 4 reduction 1": what the tuning log shows of a candidate.
+std::string describe(const cublasLtMatmulAlgo_t& algo) {
+  const auto attribute = [&](cublasLtMatmulAlgoConfigAttributes_t what) {
+    int32_t value = -1;
+    size_t written = 0;
+    cublasLtMatmulAlgoConfigGetAttribute(&algo, what, &value, sizeof(value), &written);
+    return std::to_string(value);
+  };
+  return "algo " + attribute(CUBLASLT_ALGO_CONFIG_ID) + " tile " + attribute(CUBLASLT_ALGO_CONFIG_TILE_ID) +
+         " stages " + attribute(CUBLASLT_ALGO_CONFIG_STAGES_ID) + " split-k " +
+         attribute(CUBLASLT_ALGO_CONFIG_SPLITK_NUM) + " reduction " +
+         attribute(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME);
+}
+
 }  // namespace
 
 CublasLtGemm::CublasLtGemm(cudaStream_t stream, void* workspace, size_t workspace_bytes)
@@ -41,6 +65,7 @@ CublasLtGemm::CublasLtGemm(cudaStream_t stream, void* workspace, size_t workspac
 }
 
 CublasLtGemm::~CublasLtGemm() {
+  for (cudaEvent_t e : events_) cudaEventDestroy(e);
   for (auto& [key, p] : plans_) {
     cublasLtMatrixLayoutDestroy(p.a);
     cublasLtMatrixLayoutDestroy(p.b);
@@ -58,6 +83,7 @@ CublasLtGemm::Plan& CublasLtGemm::plan(const Key& key) {
   const auto [m, n, k, x_stride, w_stride, y_stride, in_i, out_i, has_bias] = key;
   const DType in = static_cast<DType>(in_i), out = static_cast<DType>(out_i);
   Plan p;
+  p.name = std::to_string(m) + " x " + std::to_string(n) + " x " + std::to_string(k) + " " + dtype_name(in);
   // fp32 inputs stay in true fp32 (no TF32): that is the mode the tests compare with the CPU.
   OCTAVO_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t trans = CUBLAS_OP_T, no_trans = CUBLAS_OP_N;
@@ -108,23 +134,76 @@ void CublasLtGemm::tune(Plan& p, const void* x, const void* w, void* y) {
   cudaEvent_t start = nullptr, stop = nullptr;
   OCTAVO_CUDA_CHECK(cudaEventCreate(&start));
   OCTAVO_CUDA_CHECK(cudaEventCreate(&stop));
-  float best_ms = -1.0f;
-  for (const cublasLtMatmulAlgo_t& algo : p.candidates) {
-    launch(p, algo, x, w, y);  // warm-up
+  std::vector<float> ms(p.candidates.size(), 0.0f);
+  for (size_t i = 0; i < p.candidates.size(); ++i) {
+    launch(p, p.candidates[i], x, w, y);  // warm-up
     OCTAVO_CUDA_CHECK(cudaEventRecord(start, stream_));
-    for (int r = 0; r < kTuneRepeats; ++r) launch(p, algo, x, w, y);
+    for (int r = 0; r < kTuneRepeats; ++r) launch(p, p.candidates[i], x, w, y);
     OCTAVO_CUDA_CHECK(cudaEventRecord(stop, stream_));
     OCTAVO_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0.0f;
-    OCTAVO_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    if (best_ms < 0.0f || ms < best_ms) {
-      best_ms = ms;
-      p.algo = algo;
-    }
+    OCTAVO_CUDA_CHECK(cudaEventElapsedTime(&ms[i], start, stop));
+    ms[i] /= kTuneRepeats;
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+  pick_fastest(p, ms);
+}
+
+void CublasLtGemm::pick_fastest(Plan& p, const std::vector<float>& ms) {
+  size_t best = 0;
+  for (size_t i = 1; i < ms.size(); ++i) {
+    if (ms[i] < ms[best]) best = i;
+  }
+  if (tuning_log_enabled()) {
+    std::fprintf(stderr, "[octavo gemm tuning] %s:", p.name.c_str());
+    for (size_t i = 0; i < ms.size(); ++i) {
+      std::fprintf(stderr, "%s %.1f us (%s)", i == 0 ? "" : ",", 1000.0f * ms[i], describe(p.candidates[i]).c_str());
+    }
+    std::fprintf(stderr, " -> candidate %zu\n", best);
+  }
+  p.algo = p.candidates[best];
   p.candidates.clear();
+  p.candidate_ms.clear();
+}
+
+cudaEvent_t CublasLtGemm::round_event() {
+  if (events_used_ == events_.size()) {
+    cudaEvent_t e = nullptr;
+    OCTAVO_CUDA_CHECK(cudaEventCreate(&e));
+    events_.push_back(e);
+  }
+  return events_[events_used_++];
+}
+
+bool CublasLtGemm::begin_tuning_round() {
+  bool pending = false;
+  for (auto& [key, p] : plans_) {
+    if (p.used && p.next_candidate < p.candidates.size()) pending = true;
+    p.used = false;
+  }
+  in_round_ = pending;
+  events_used_ = 0;
+  round_calls_.clear();
+  return pending;
+}
+
+void CublasLtGemm::end_tuning_round() {
+  if (!in_round_) return;
+  in_round_ = false;
+  OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  std::map<Plan*, float> round_ms;
+  for (const RoundCall& c : round_calls_) {
+    float ms = 0.0f;
+    OCTAVO_CUDA_CHECK(cudaEventElapsedTime(&ms, c.start, c.stop));
+    round_ms[c.plan] += ms;
+  }
+  round_calls_.clear();
+  for (auto& [plan, ms] : round_ms) {
+    Plan& p = *plan;
+    p.candidate_ms.resize(p.candidates.size(), 0.0f);
+    p.candidate_ms[p.next_candidate++] = ms;
+    if (p.next_candidate == p.candidates.size()) pick_fastest(p, p.candidate_ms);
+  }
 }
 
 void CublasLtGemm::run(int64_t m, int64_t n, int64_t k, const void* x, int64_t x_stride, const void* w,

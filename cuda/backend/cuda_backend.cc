@@ -85,6 +85,8 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   DType compute_dtype() const override { return dtype_; }
   void set_gemm_tuning(bool enabled) override { gemm_->set_tuning(enabled); }
+  bool begin_gemm_tuning_round() override { return gemm_->begin_tuning_round(); }
+  void end_gemm_tuning_round() override { gemm_->end_tuning_round(); }
 
   Buffer allocate(size_t bytes, bool zero = false) override {
     void* data = nullptr;
@@ -165,6 +167,15 @@ class CudaBackend final : public Backend {
                       Tensor& v_cache) override {
     cuda::launch_write_kv_cache(k.data, k.row_stride, v.data, v.row_stride, slot_mapping, k_cache.data, v_cache.data,
                                 k.rows(), k.dim(1), k.dim(2), kernel_dtype(k.dtype), stream_);
+  }
+
+  void rope_and_write_kv_cache(Tensor& q, Tensor& k, const Tensor& v, const int32_t* positions,
+                               const RopeTable& table, const int64_t* slot_mapping, Tensor& k_cache,
+                               Tensor& v_cache) override {
+    const cuda::RopeCacheWrite cache{v.data, v.row_stride, slot_mapping, k_cache.data, v_cache.data};
+    cuda::launch_rope(q.data, q.row_stride, k.data, k.row_stride, positions, table.cos_sin.ptr<float>(),
+                      table.cos_sin.row_stride, table.cos_sin.dim(1), q.rows(), q.dim(1), k.dim(1), q.dim(2),
+                      kernel_dtype(q.dtype), stream_, &cache);
   }
 
   // One device-to-device copy per cache per pair, on the stream, so they are ordered before

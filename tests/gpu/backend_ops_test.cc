@@ -307,6 +307,74 @@ TEST_P(BackendOpsTest, RopeCacheWriteAndPagedAttentionMatchCpu) {
   }
 }
 
+// rope_and_write_kv_cache (one fused launch on the GPU) against the CPU's rope then
+// write_kv_cache: q and k rotated in place, the rotated k and v stored at their slots,
+// padding tokens (slot -1) storing nothing, the rest of the cache untouched. Partial rotary
+// dims (rot_dim < head_dim) and a rot_dim that forces the element-wise path included.
+TEST_P(BackendOpsTest, FusedRopeAndCacheWriteMatchesCpu) {
+  const DType dt = GetParam();
+  struct Case { int64_t q_heads, kv_heads, head_dim, rot_dim; };
+  for (Case c : {Case{32, 8, 128, 128}, Case{4, 4, 64, 32}, Case{4, 2, 64, 36}, Case{6, 2, 96, 96}}) {
+    const int64_t d = c.head_dim, tokens = 9, block_size = 16, num_blocks = 6;
+    const int64_t qkv_width = (c.q_heads + 2 * c.kv_heads) * d;
+    const std::vector<int32_t> positions = {0, 5, 17, 300, 1, 2, 3, 1023, 64};
+    const std::vector<int64_t> slots = {3, -1, 17, 40, 41, 42, -1, 95, 0};
+    const std::vector<int64_t> cache_shape = {num_blocks, block_size, c.kv_heads, d};
+    HostTensor kc = rounded(random(cache_shape)), vc = rounded(random(cache_shape));
+    HostTensor qkv = rounded(random({tokens, qkv_width}));
+    HostTensor table;
+    table.shape = {1100, c.rot_dim};
+    table.values.resize(1100 * c.rot_dim);
+    for (int64_t p = 0; p < 1100; ++p)
+      for (int64_t i = 0; i < c.rot_dim / 2; ++i) {
+        const double angle = p * std::pow(10000.0, -2.0 * i / c.rot_dim);
+        table.values[p * c.rot_dim + i] = static_cast<float>(std::cos(angle));
+        table.values[p * c.rot_dim + c.rot_dim / 2 + i] = static_cast<float>(std::sin(angle));
+      }
+    struct Result { std::vector<float> qkv, k_cache, v_cache; };
+    auto run = [&](Backend& be, DType bdt, bool fused) {
+      Buffer bqkv = be.upload(qkv), bk = be.upload(kc), bv = be.upload(vc), brope = be.upload_float32(table);
+      Buffer bpos = device_ints(positions, &be), bslots = device_ints(slots, &be);
+      Tensor all = bqkv.as(bdt, {tokens, qkv_width});
+      Tensor q = all.slice_cols(0, c.q_heads * d).view_rows_as({c.q_heads, d});
+      Tensor k = all.slice_cols(c.q_heads * d, (c.q_heads + c.kv_heads) * d).view_rows_as({c.kv_heads, d});
+      Tensor v = all.slice_cols((c.q_heads + c.kv_heads) * d, qkv_width).view_rows_as({c.kv_heads, d});
+      RopeTable rt{brope.as(DType::kFloat32, {1100, c.rot_dim})};
+      Tensor kt = bk.as(bdt, cache_shape), vt = bv.as(bdt, cache_shape);
+      const auto* pos = static_cast<const int32_t*>(bpos.data());
+      const auto* slot = static_cast<const int64_t*>(bslots.data());
+      if (fused) {
+        be.rope_and_write_kv_cache(q, k, v, pos, rt, slot, kt, vt);
+      } else {
+        be.rope(q, k, pos, rt);
+        be.write_kv_cache(k, v, slot, kt, vt);
+      }
+      Result r;
+      const auto read = [&](const Buffer& b, std::vector<int64_t> shape) {
+        if (&be == gpu_.get()) return on_gpu(b, shape, bdt);
+        int64_t n = 1;
+        for (int64_t x : shape) n *= x;
+        std::vector<float> values(static_cast<size_t>(n));
+        std::memcpy(values.data(), b.data(), values.size() * 4);
+        return values;
+      };
+      r.qkv = read(bqkv, {tokens, qkv_width});
+      r.k_cache = read(bk, cache_shape);
+      r.v_cache = read(bv, cache_shape);
+      return r;
+    };
+    const Result want = run(*cpu_, DType::kFloat32, false), got = run(*gpu_, dt, true);
+    const std::string what = "fused rope + cache write, heads " + std::to_string(c.q_heads) + "/" +
+                             std::to_string(c.kv_heads) + " dim " + std::to_string(d) + " rot " +
+                             std::to_string(c.rot_dim);
+    expect_close(got.qkv, want.qkv, what + ": q, k, v");
+    expect_close(got.k_cache, want.k_cache, what + ": k cache");
+    expect_close(got.v_cache, want.v_cache, what + ": v cache");
+    // v and the untouched slots are copies: exact.
+    EXPECT_EQ(got.v_cache, want.v_cache) << what;
+  }
+}
+
 // Dummy weights made on the device are the CPU's fill_uniform values rounded to the dtype
 // (the GPU computes them in place; the CPU reads them on the host), fused parts included.
 TEST_P(BackendOpsTest, DummyWeightsMadeOnTheDeviceMatchTheHostStream) {

@@ -139,6 +139,15 @@ class Backend {
   virtual void write_kv_cache(const Tensor& k, const Tensor& v, const int64_t* slot_mapping,
                               Tensor& k_cache, Tensor& v_cache) = 0;
 
+  // rope(q, k, ...) then write_kv_cache(k, v, ...): what the attention block does before
+  // attention. A backend may do both in one pass (the CUDA backend: one launch per layer).
+  virtual void rope_and_write_kv_cache(Tensor& q, Tensor& k, const Tensor& v, const int32_t* positions,
+                                       const RopeTable& table, const int64_t* slot_mapping, Tensor& k_cache,
+                                       Tensor& v_cache) {
+    rope(q, k, positions, table);
+    write_kv_cache(k, v, slot_mapping, k_cache, v_cache);
+  }
+
   // For each (src, dst) in copies, in order, block dst of every cache becomes a copy of block
   // src. caches: tensors [num_blocks, block_size, kv_heads, head_dim] (every layer's keys and
   // values); copies: block ids, in host memory. Copy-on-write of KV blocks that samples share.
@@ -196,11 +205,19 @@ class Backend {
   // Sizes sample()'s staging buffers for batches of up to max_rows rows asking for up to
   // max_logprobs top logprobs, at start-up (no-op on the CPU).
   virtual void plan_sampling(int64_t max_rows, int32_t max_logprobs) { (void)max_rows, (void)max_logprobs; }
-  // Whether a GEMM shape met for the first time may time its candidate algorithms (a
-  // measurement that synchronizes the device). The engine allows it at start-up, while the
-  // decode graphs' eager runs meet every decode shape, and turns it off before serving, so
-  // that no step synchronizes; later new shapes keep the library's first pick. No-op on the CPU.
+  // Whether a GEMM shape met for the first time in an eager call may time its candidate
+  // algorithms there, alone (a measurement that synchronizes the device; the default of the
+  // CUDA backend, for benchmarks and tests). The engine turns it off: it tunes in rounds
+  // instead, and no serving step synchronizes. No-op on the CPU.
   virtual void set_gemm_tuning(bool enabled) { (void)enabled; }
+  // GEMM tuning rounds, at start-up: while begin_gemm_tuning_round() returns true the caller
+  // runs the same forward again and then calls end_gemm_tuning_round(). Each round times the
+  // next candidate algorithm of every GEMM shape the forward meets, inside the real forward
+  // (weights cold in L2 behind the other layers', a real step's clocks); after its last
+  // candidate a shape keeps its fastest. False when the forward run before met no shape with
+  // candidates left (always on the CPU).
+  virtual bool begin_gemm_tuning_round() { return false; }
+  virtual void end_gemm_tuning_round() {}
 };
 
 // The CPU backend (float32). num_threads 0: all cores.

@@ -39,8 +39,13 @@ DecodeGraphs::DecodeGraphs(Backend& backend, DecoderModel& model, KVCache& cache
     const int32_t size = *it;
     const ForwardInputs in = inputs_.graph_dummy(size);
     // One eager run first, so that library plans (cuBLASLt heuristics) and lazily loaded
-    // kernels exist before recording; the padding rows write no KV.
+    // kernels exist before recording; the padding rows write no KV. Then the GEMM tuning
+    // rounds: the same forward again per candidate algorithm of its shapes.
     model.forward(in, cache);
+    while (backend_.begin_gemm_tuning_round()) {
+      model.forward(in, cache);
+      backend_.end_gemm_tuning_round();
+    }
     Entry entry;
     entry.graph = backend_.capture([&] { entry.logits = model.forward(in, cache); });
     graphs_.emplace(size, std::move(entry));

@@ -200,6 +200,9 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
   };
   Clock::time_point phase = Clock::now();
   backend_ = make_backend(config_, mc);
+  // GEMMs are tuned in rounds while the decode graphs are recorded (DecodeGraphs), never
+  // alone at a first call: no step may synchronize for it.
+  backend_->set_gemm_tuning(false);
   const double backend_s = seconds_since(phase);
   phase = Clock::now();
   check_weights_fit(mc);
@@ -296,15 +299,12 @@ Engine::Impl::Impl(const EngineConfig& config) : config_(config) {
 void Engine::Impl::record_decode_graphs() {
   decode_graphs_.reset();
   if (!config_.enforce_eager) {
-    // The graphs' eager runs meet every decode shape: cuBLASLt's candidates are timed there
-    // (the CUDA backend), and tuning stops before the first step so that no step
-    // synchronizes. With enforce_eager nothing is tuned: the library's first picks run.
-    backend_->set_gemm_tuning(true);
+    // The graphs' eager runs meet every decode shape and tune cuBLASLt's candidates for it
+    // (DecodeGraphs). With enforce_eager nothing is tuned: the library's first picks run.
     decode_graphs_ = std::make_unique<DecodeGraphs>(*backend_, *model_, kv_cache_, *step_inputs_,
                                                     config_.max_num_seqs, info.max_model_len);
     if (decode_graphs_->empty()) decode_graphs_.reset();
   }
-  backend_->set_gemm_tuning(false);
 }
 
 void Engine::Impl::check_weights_fit(const ModelConfig& mc) const {

@@ -124,8 +124,8 @@ void DecoderModel::attention_block(const LayerWeights& layer, int32_t layer_inde
     backend_.rms_norm(q, layer.q_norm.as(dt, {d}), config_.rms_norm_eps, q);
     backend_.rms_norm(k, layer.k_norm.as(dt, {d}), config_.rms_norm_eps, k);
   }
-  backend_.rope(q, k, in.positions, rope_);
-  backend_.write_kv_cache(k, v, in.slot_mapping, cache.keys[layer_index], cache.values[layer_index]);
+  backend_.rope_and_write_kv_cache(q, k, v, in.positions, rope_, in.slot_mapping, cache.keys[layer_index],
+                                   cache.values[layer_index]);
 
   Tensor attn = attn_out_.as(dt, {n, config_.num_heads, d});
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));

@@ -17,6 +17,18 @@ namespace octavo::cuda {
 // table (not checked on the device). q and k may be slices of one fused QKV buffer but
 // must not overlap. Throws std::invalid_argument for odd or non-positive head_dim, odd
 // rot_dim, rot_dim outside (0, head_dim], negative counts or short row strides.
+// The KV-cache write launch_rope can do on its way (its `cache` argument): the rotated k and
+// v [tokens, kv_heads, head_dim] go to the caches [num_blocks, block_size, kv_heads,
+// head_dim] at slot_mapping[token] (-1: not stored), as launch_write_kv_cache would store
+// them after the rope: one launch instead of two in every layer of a decode step.
+struct RopeCacheWrite {
+  const void* v;                // [tokens, kv_heads, head_dim], rows v_row_stride apart
+  int64_t v_row_stride;         // elements
+  const int64_t* slot_mapping;  // [tokens]
+  void* k_cache;
+  void* v_cache;
+};
+
 void launch_rope(void* q,                     // [tokens, q_heads, head_dim], rows q_row_stride apart
                  int64_t q_row_stride,        // elements
                  void* k,                     // [tokens, kv_heads, head_dim], rows k_row_stride apart
@@ -26,6 +38,6 @@ void launch_rope(void* q,                     // [tokens, q_heads, head_dim], ro
                                               // cos in [0, rot_dim/2), sin in [rot_dim/2, rot_dim)
                  int64_t cos_sin_row_stride,  // floats
                  int64_t rot_dim, int64_t tokens, int64_t q_heads, int64_t kv_heads, int64_t head_dim,
-                 KernelDType dtype, cudaStream_t stream);
+                 KernelDType dtype, cudaStream_t stream, const RopeCacheWrite* cache = nullptr);
 
 }  // namespace octavo::cuda
