@@ -3,7 +3,12 @@
 # the Python extension, from one build tree), run the GPU op tests (CUDA vs CPU backend), the
 # GPU engine tests (vs HF transformers), and, with "bench", the benchmarks. Logs and JSON go
 # under $OUT. Usage (from the repo root, on the GPU machine):
-#   tests/gpu/run_on_device.sh [bench|bench-only|profile|latency]
+#   tests/gpu/run_on_device.sh [STEP...]
+# Steps: ops (the GPU op tests, always run), pytest, latency, throughput, kernels, sdpa, prefix,
+# sleep, hf, attention (its kernel benchmarks only), profile (PROFILE=<batch>, default 1: the
+# kernel table of one decode step with graphs; PROFILE_EAGER=1 adds enforce_eager). Shorthands:
+# no step = pytest; bench = pytest latency throughput kernels sdpa prefix sleep hf (and profile
+# with PROFILE set); bench-only = bench without pytest.
 # env: NUM_PROMPTS, HF_PROMPTS (0: no hf run), HF_BATCH, PROFILE=<batch>, PYTEST_TIMEOUT, LATENCY_TIMEOUT, THROUGHPUT_TIMEOUT
 # The device machine has no network: the build inputs it lacks travel in .whl/ (gitignored;
 # the device tool's carry: [".whl"]). Make it once on a machine with the registries:
@@ -40,78 +45,87 @@ rm -rf /tmp/pkg && mkdir -p /tmp/pkg && cp -r python/octavo /tmp/pkg/ && cp buil
 export PYTHONPATH=/tmp/pkg:/tmp/site
 
 step "GPU op tests: CUDA backend vs CPU backend"
-./build/gpu/octavo_gpu_tests 2>&1 | tee "$OUT/gpu_ops.log" | grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|error|relative" | head -60
+./build/gpu/octavo_gpu_tests 2>&1 | tee "$OUT/gpu_ops.log" | grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|error|relative" | head -80
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 step "GPU attention op tests with the classic kernels (OCTAVO_CLASSIC_ATTENTION=1)"
 OCTAVO_CLASSIC_ATTENTION=1 ./build/gpu/octavo_gpu_tests --gtest_filter='*Attention*' 2>&1 | tee "$OUT/gpu_ops_classic.log" |
   grep -E "^\[  (FAILED|PASSED) |Failure" | head -20
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
+# The steps asked for, shorthands expanded.
+steps=()
+[ $# = 0 ] && set -- pytest
+for a in "$@"; do
+  case "$a" in
+    bench) steps+=(pytest latency throughput kernels sdpa prefix sleep hf); [ -n "${PROFILE:-}" ] && steps+=(profile) ;;
+    bench-only) steps+=(latency throughput kernels sdpa prefix sleep hf); [ -n "${PROFILE:-}" ] && steps+=(profile) ;;
+    ops) ;;
+    *) steps+=("$a") ;;
+  esac
+done
 # The config-only Llama-3-8B folder the benchmarks load with --load-format dummy.
-case "${1:-}" in bench|bench-only|latency|profile) python3 bench/make_bench_model.py llama3-8b /tmp/llama3-8b > /dev/null ;; esac
+python3 bench/make_bench_model.py llama3-8b /tmp/llama3-8b > /dev/null
+NUM_PROMPTS=${NUM_PROMPTS:-200}
+octavo_bench() { (cd /tmp && python3 -m octavo bench "$@" 2>&1); }
 
-if [ "${1:-}" = "latency" ]; then
-  step "batch-1 decode latency only, Llama-3-8B shape, dummy bf16, 128 in / 128 out"
-  (cd /tmp && timeout 150 python3 -m octavo bench latency --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
-    --batch-size 1 --input-len 128 --output-len 128 --num-iters-warmup 2 --num-iters 5 --max-model-len 2048 \
-    --output-json "$OUT/latency_8b.json" 2>&1) | tee "$OUT/latency_8b.log" | grep -E "Start-up|Avg time|graphs"
-  exit $status
-fi
-
-if [ "${1:-}" = "profile" ]; then
-  for eager in "" --enforce-eager; do
-    step "profile: batch ${PROFILE:-1} decode, Llama-3-8B shape ${eager}"
-    (cd /tmp && timeout 150 python3 "$R/bench/profile_step.py" --model /tmp/llama3-8b --batch-size "${PROFILE:-1}" \
-      --input-len 128 --output-len 64 --rows 40 $eager 2>&1) | tee "$OUT/profile${eager}.log" | tail -48
-  done
-  exit $status
-fi
-
-if [ "${1:-}" != "bench-only" ]; then
-  step "GPU engine tests vs HF"
-  (cd /tmp && timeout "${PYTEST_TIMEOUT:-240}" python3 -m pytest "$R/tests/gpu" -q -p no:cacheprovider 2>&1) |
-    tee "$OUT/gpu_pytest.log" | grep -vE "^\s*$" | tail -25
-  [ "${PIPESTATUS[0]}" = 0 ] || status=1
-fi
-
-if [ "${1:-}" = "bench" ] || [ "${1:-}" = "bench-only" ]; then
-  step "batch-1 decode latency, Llama-3-8B shape, dummy bf16, 128 in / 128 out"
-  (cd /tmp && timeout ${LATENCY_TIMEOUT:-150} python3 -m octavo bench latency --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 --batch-size 1 \
-    --input-len 128 --output-len 128 --num-iters-warmup 2 --num-iters 5 --max-model-len 2048 \
-    --output-json "$OUT/latency_8b.json" 2>&1) | tee "$OUT/latency_8b.log" | grep -vE "it/s|Warming" | tail -12
-  step "offline throughput, Llama-3-8B shape, dummy bf16, ${NUM_PROMPTS:=200} prompts x 1024 in / 128 out"
-  (cd /tmp && timeout ${THROUGHPUT_TIMEOUT:-240} python3 -m octavo bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
-    --num-prompts "$NUM_PROMPTS" --input-len 1024 --output-len 128 --max-model-len 2048 --disable-tqdm \
-    --output-json "$OUT/throughput_8b.json" 2>&1) | tee "$OUT/throughput_8b.log" | tail -7
-  step "kernel microbenchmarks (CUDA backend, bf16), against the copy and GEMM ceilings"
-  timeout 150 ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --json "$OUT/kernels_cuda.json" \
-    > "$OUT/kernels_cuda.log" 2>&1; grep -E "^(op|decode|prefill|sample|gemm|ceiling)" "$OUT/kernels_cuda.log"
-  step "attention microbenchmarks with the classic kernels (OCTAVO_CLASSIC_ATTENTION=1)"
-  OCTAVO_CLASSIC_ATTENTION=1 timeout 90 ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --filter attention \
-    --json "$OUT/kernels_attention_classic.json" > "$OUT/kernels_attention_classic.log" 2>&1
-  grep -E "^(decode|prefill)" "$OUT/kernels_attention_classic.log"
-  if [ -f bench/sdpa_prefill.py ]; then
+for s in "${steps[@]}"; do
+  case "$s" in
+  pytest)
+    step "GPU engine tests vs HF"
+    (cd /tmp && timeout "${PYTEST_TIMEOUT:-240}" python3 -m pytest "$R/tests/gpu" -q -p no:cacheprovider 2>&1) |
+      tee "$OUT/gpu_pytest.log" | grep -vE "^\s*$" | tail -25
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1 ;;
+  latency)
+    step "batch-1 decode latency, Llama-3-8B shape, dummy bf16, 128 in / 128 out"
+    OCTAVO_GEMM_TUNING_LOG=1 timeout ${LATENCY_TIMEOUT:-150} octavo_bench latency --model /tmp/llama3-8b --load-format dummy \
+      --dtype bfloat16 --batch-size 1 --input-len 128 --output-len 128 --num-iters-warmup 2 --num-iters 5 --max-model-len 2048 \
+      --output-json "$OUT/latency_8b.json" | tee "$OUT/latency_8b.log" | grep -E "Start-up|ready|Avg time|graphs|gemm tuning\] (1|8|64) x"
+    ;;
+  throughput)
+    step "offline throughput, Llama-3-8B shape, dummy bf16, ${NUM_PROMPTS} prompts x 1024 in / 128 out"
+    timeout ${THROUGHPUT_TIMEOUT:-240} octavo_bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
+      --num-prompts "$NUM_PROMPTS" --input-len 1024 --output-len 128 --max-model-len 2048 --disable-tqdm \
+      --output-json "$OUT/throughput_8b.json" | tee "$OUT/throughput_8b.log" | tail -7 ;;
+  kernels)
+    step "kernel microbenchmarks (CUDA backend, bf16), against the copy and GEMM ceilings"
+    timeout 150 ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --json "$OUT/kernels_cuda.json" \
+      > "$OUT/kernels_cuda.log" 2>&1; grep -E "^(op|decode|prefill|sample|gemm|ceiling)" "$OUT/kernels_cuda.log"
+    step "attention microbenchmarks with the classic kernels (OCTAVO_CLASSIC_ATTENTION=1)"
+    OCTAVO_CLASSIC_ATTENTION=1 timeout 90 ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --filter attention \
+      --json "$OUT/kernels_attention_classic.json" > "$OUT/kernels_attention_classic.log" 2>&1
+    grep -E "^(decode|prefill)" "$OUT/kernels_attention_classic.log" ;;
+  attention)
+    step "attention microbenchmarks only"
+    timeout 150 ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --filter attention \
+      --json "$OUT/kernels_attention.json" > "$OUT/kernels_attention.log" 2>&1; grep -E "^(decode|prefill|ceiling)" "$OUT/kernels_attention.log" ;;
+  sdpa)
     step "PyTorch scaled_dot_product_attention on the prefill shapes"
-    python3 bench/sdpa_prefill.py --json "$OUT/sdpa.json" 2>&1 | tee "$OUT/sdpa.log" | tail -12
-  fi
-  step "prefix caching: ${NUM_PROMPTS} prompts, a shared 512-token prefix + 512 own tokens in / 128 out, with and without"
-  for caching in enable no-enable; do
-    (cd /tmp && timeout 200 python3 -m octavo bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
-      --num-prompts "$NUM_PROMPTS" --prefix-len 512 --input-len 512 --output-len 128 --max-model-len 2048 --disable-tqdm \
-      --${caching}-prefix-caching --output-json "$OUT/prefix_${caching}.json" 2>&1) | tee "$OUT/prefix_${caching}.log" | tail -4
-  done
-  step "sleep / wake_up on the 8B shape: device memory by cudaMemGetInfo and nvidia-smi"
-  (cd /tmp && timeout 150 python3 "$R/bench/sleep_memory.py" --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
-    --output-json "$OUT/sleep_memory.json" 2>&1) | tee "$OUT/sleep_memory.log" | tail -4
-  [ "${HF_PROMPTS:=256}" -gt 0 ] && step "offline throughput with --backend hf (transformers, dummy weights), ${HF_PROMPTS} prompts x 1024 in / 128 out" &&
-  (cd /tmp && timeout 240 python3 -m octavo bench throughput --backend hf --model /tmp/llama3-8b --load-format dummy \
-    --dtype bfloat16 --num-prompts "$HF_PROMPTS" --max-num-seqs "${HF_BATCH:-64}" --input-len 1024 --output-len 128 \
-    --disable-tqdm --output-json "$OUT/throughput_8b_hf.json" 2>&1) | tee "$OUT/throughput_8b_hf.log" | tail -4
-  if [ -n "${PROFILE:-}" ]; then
-    step "profile: batch ${PROFILE} decode, Llama-3-8B shape"
-    (cd /tmp && python3 "$R/bench/profile_step.py" --model /tmp/llama3-8b --batch-size "$PROFILE" --input-len 128 \
-      --output-len 32 2>&1) | tee "$OUT/profile.log" | tail -40
-  fi
-fi
+    python3 bench/sdpa_prefill.py --json "$OUT/sdpa.json" 2>&1 | tee "$OUT/sdpa.log" | tail -12 ;;
+  prefix)
+    step "prefix caching: ${NUM_PROMPTS} prompts, a shared 512-token prefix + 512 own tokens in / 128 out, with and without"
+    for caching in enable no-enable; do
+      timeout 200 octavo_bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
+        --num-prompts "$NUM_PROMPTS" --prefix-len 512 --input-len 512 --output-len 128 --max-model-len 2048 --disable-tqdm \
+        --${caching}-prefix-caching --output-json "$OUT/prefix_${caching}.json" | tee "$OUT/prefix_${caching}.log" | tail -4
+    done ;;
+  sleep)
+    step "sleep / wake_up on the 8B shape: device memory by cudaMemGetInfo and nvidia-smi"
+    (cd /tmp && timeout 150 python3 "$R/bench/sleep_memory.py" --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
+      --output-json "$OUT/sleep_memory.json" 2>&1) | tee "$OUT/sleep_memory.log" | tail -4 ;;
+  hf)
+    [ "${HF_PROMPTS:=256}" -gt 0 ] || continue
+    step "offline throughput with --backend hf (transformers, dummy weights), ${HF_PROMPTS} prompts x 1024 in / 128 out"
+    timeout 240 octavo_bench throughput --backend hf --model /tmp/llama3-8b --load-format dummy \
+      --dtype bfloat16 --num-prompts "$HF_PROMPTS" --max-num-seqs "${HF_BATCH:-64}" --input-len 1024 --output-len 128 \
+      --disable-tqdm --output-json "$OUT/throughput_8b_hf.json" | tee "$OUT/throughput_8b_hf.log" | tail -4 ;;
+  profile)
+    for eager in "" ${PROFILE_EAGER:+--enforce-eager}; do
+      step "profile: batch ${PROFILE:-1} decode, Llama-3-8B shape ${eager}"
+      (cd /tmp && timeout 150 python3 "$R/bench/profile_step.py" --model /tmp/llama3-8b --batch-size "${PROFILE:-1}" \
+        --input-len 128 --output-len 64 --rows 40 $eager 2>&1) | tee "$OUT/profile${eager}.log" | tail -48
+    done ;;
+  *) echo "unknown step: $s"; status=1 ;;
+  esac
+done
 step "done"
 exit $status
