@@ -398,8 +398,17 @@ TEST_P(BackendOpsTest, DummyWeightsMadeOnTheDeviceMatchTheHostStream) {
     std::vector<float> got(static_cast<size_t>(n));
     download(g.as(GetParam(), {n}), got.data());
     int64_t differ = 0;
-    for (int64_t i = 0; i < n; ++i) differ += got[i] != want_rounded.values[i];
-    EXPECT_EQ(differ, 0) << what << ": " << differ << " of " << n << " values differ";
+    std::string first;  // the first few differences, to tell rounding from misplaced values
+    for (int64_t i = 0; i < n; ++i) {
+      if (got[i] == want_rounded.values[i]) continue;
+      if (++differ <= 6) {
+        char line[128];
+        std::snprintf(line, sizeof(line), " [%lld] %.9g vs %.9g;", static_cast<long long>(i), got[i],
+                      want_rounded.values[i]);
+        first += line;
+      }
+    }
+    EXPECT_EQ(differ, 0) << what << ": " << differ << " of " << n << " values differ (seed " << seed << "):" << first;
   };
   expect_same(on_gpu.embed, on_cpu.embed, "embed");
   expect_same(on_gpu.lm_head, on_cpu.lm_head, "lm_head");

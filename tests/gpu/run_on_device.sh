@@ -66,7 +66,6 @@ done
 # The config-only Llama-3-8B folder the benchmarks load with --load-format dummy.
 python3 bench/make_bench_model.py llama3-8b /tmp/llama3-8b > /dev/null
 NUM_PROMPTS=${NUM_PROMPTS:-200}
-octavo_bench() { (cd /tmp && python3 -m octavo bench "$@" 2>&1); }
 
 for s in "${steps[@]}"; do
   case "$s" in
@@ -77,15 +76,15 @@ for s in "${steps[@]}"; do
     [ "${PIPESTATUS[0]}" = 0 ] || status=1 ;;
   latency)
     step "batch-1 decode latency, Llama-3-8B shape, dummy bf16, 128 in / 128 out"
-    OCTAVO_GEMM_TUNING_LOG=1 timeout ${LATENCY_TIMEOUT:-150} octavo_bench latency --model /tmp/llama3-8b --load-format dummy \
+    (cd /tmp && OCTAVO_GEMM_TUNING_LOG=1 timeout ${LATENCY_TIMEOUT:-150} python3 -m octavo bench latency --model /tmp/llama3-8b --load-format dummy \
       --dtype bfloat16 --batch-size 1 --input-len 128 --output-len 128 --num-iters-warmup 2 --num-iters 5 --max-model-len 2048 \
-      --output-json "$OUT/latency_8b.json" | tee "$OUT/latency_8b.log" | grep -E "Start-up|ready|Avg time|graphs|gemm tuning\] (1|8|64) x"
+      --output-json "$OUT/latency_8b.json" 2>&1) | tee "$OUT/latency_8b.log" | grep -E "Start-up|ready|Avg time|graphs|gemm tuning\] (1|8|64) x"
     ;;
   throughput)
     step "offline throughput, Llama-3-8B shape, dummy bf16, ${NUM_PROMPTS} prompts x 1024 in / 128 out"
-    timeout ${THROUGHPUT_TIMEOUT:-240} octavo_bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
+    (cd /tmp && timeout ${THROUGHPUT_TIMEOUT:-240} python3 -m octavo bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
       --num-prompts "$NUM_PROMPTS" --input-len 1024 --output-len 128 --max-model-len 2048 --disable-tqdm \
-      --output-json "$OUT/throughput_8b.json" | tee "$OUT/throughput_8b.log" | tail -7 ;;
+      --output-json "$OUT/throughput_8b.json" 2>&1) | tee "$OUT/throughput_8b.log" | tail -7 ;;
   kernels)
     step "kernel microbenchmarks (CUDA backend, bf16), against the copy and GEMM ceilings"
     timeout 150 ./build/gpu/octavo_bench_kernels --backend cuda --dtype bfloat16 --json "$OUT/kernels_cuda.json" \
@@ -104,9 +103,9 @@ for s in "${steps[@]}"; do
   prefix)
     step "prefix caching: ${NUM_PROMPTS} prompts, a shared 512-token prefix + 512 own tokens in / 128 out, with and without"
     for caching in enable no-enable; do
-      timeout 200 octavo_bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
+      (cd /tmp && timeout 200 python3 -m octavo bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
         --num-prompts "$NUM_PROMPTS" --prefix-len 512 --input-len 512 --output-len 128 --max-model-len 2048 --disable-tqdm \
-        --${caching}-prefix-caching --output-json "$OUT/prefix_${caching}.json" | tee "$OUT/prefix_${caching}.log" | tail -4
+        --${caching}-prefix-caching --output-json "$OUT/prefix_${caching}.json" 2>&1) | tee "$OUT/prefix_${caching}.log" | tail -4
     done ;;
   sleep)
     step "sleep / wake_up on the 8B shape: device memory by cudaMemGetInfo and nvidia-smi"
@@ -115,9 +114,9 @@ for s in "${steps[@]}"; do
   hf)
     [ "${HF_PROMPTS:=256}" -gt 0 ] || continue
     step "offline throughput with --backend hf (transformers, dummy weights), ${HF_PROMPTS} prompts x 1024 in / 128 out"
-    timeout 240 octavo_bench throughput --backend hf --model /tmp/llama3-8b --load-format dummy \
+    (cd /tmp && timeout 240 python3 -m octavo bench throughput --backend hf --model /tmp/llama3-8b --load-format dummy \
       --dtype bfloat16 --num-prompts "$HF_PROMPTS" --max-num-seqs "${HF_BATCH:-64}" --input-len 1024 --output-len 128 \
-      --disable-tqdm --output-json "$OUT/throughput_8b_hf.json" | tee "$OUT/throughput_8b_hf.log" | tail -4 ;;
+      --disable-tqdm --output-json "$OUT/throughput_8b_hf.json" 2>&1) | tee "$OUT/throughput_8b_hf.log" | tail -4 ;;
   profile)
     for eager in "" ${PROFILE_EAGER:+--enforce-eager}; do
       step "profile: batch ${PROFILE:-1} decode, Llama-3-8B shape ${eager}"
