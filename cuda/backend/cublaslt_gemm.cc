@@ -31,9 +31,21 @@ cudaDataType_t cuda_type(DType dtype) {
 // Decode steps have at most a few hundred rows; larger GEMMs are compute-bound, where the
 // heuristic's pick is already near the ceiling (85-90% measured at m = 512).
 constexpr int64_t kTuneMaxRows = 256;
-// Candidates asked of the heuristic, and timed launches per candidate (after one warm-up).
+// Candidates asked of the heuristic (OCTAVO_GEMM_TUNE_CANDIDATES, 1..kMaxTuneCandidates,
+// overrides: each is one more forward per decode graph at start-up), and timed launches
+// per candidate when tuning alone (after one warm-up).
 constexpr int kTuneCandidates = 8;
+constexpr int kMaxTuneCandidates = 32;
 constexpr int kTuneRepeats = 5;
+
+int tune_candidates() {
+  static const int count = [] {
+    const char* v = std::getenv("OCTAVO_GEMM_TUNE_CANDIDATES");
+    const int n = v != nullptr ? std::atoi(v) : 0;
+    return n >= 1 && n <= kMaxTuneCandidates ? n : kTuneCandidates;
+  }();
+  return count;
+}
 
 bool tuning_log_enabled() {
   static const bool enabled = [] {
@@ -104,9 +116,9 @@ CublasLtGemm::Plan& CublasLtGemm::plan(const Key& key) {
   OCTAVO_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   OCTAVO_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                            &workspace_bytes_, sizeof(workspace_bytes_)));
-  cublasLtMatmulHeuristicResult_t results[kTuneCandidates] = {};
+  cublasLtMatmulHeuristicResult_t results[kMaxTuneCandidates] = {};
   int found_algos = 0;
-  const int wanted = m <= kTuneMaxRows ? kTuneCandidates : 1;
+  const int wanted = m <= kTuneMaxRows ? tune_candidates() : 1;
   const cublasStatus_t status =
       cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.d, p.d, pref, wanted, results, &found_algos);
   cublasLtMatmulPreferenceDestroy(pref);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/dependent_launch.cuh"
 #include "common/dispatch.cuh"
 #include "common/vector_access.cuh"
 
@@ -20,6 +21,7 @@ __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f +
 template <typename T, bool kVec>
 __global__ void silu_mul_kernel(T* out, int64_t out_row_stride, const T* gate_up, int64_t gate_up_row_stride,
                                 int64_t inter) {
+  wait_for_producer();
   const int64_t t = blockIdx.x;
   const T* gate = gate_up + t * gate_up_row_stride;
   const T* up = gate + inter;
@@ -58,13 +60,8 @@ void launch_silu_mul(void* out, int64_t out_row_stride, const void* gate_up, int
                      allows_vec16(sizeof(T), {out, gate_up}, {out_row_stride, gate_up_row_stride});
     const int64_t units = vec ? inter / kV : inter;
     const dim3 grid(grid_rows, static_cast<unsigned>(std::min(kMaxGridY, ceil_div(units, kThreads))));
-    if (vec) {
-      silu_mul_kernel<T, true><<<grid, kThreads, 0, stream>>>(static_cast<T*>(out), out_row_stride,
-                                                              static_cast<const T*>(gate_up), gate_up_row_stride, inter);
-    } else {
-      silu_mul_kernel<T, false><<<grid, kThreads, 0, stream>>>(static_cast<T*>(out), out_row_stride,
-                                                               static_cast<const T*>(gate_up), gate_up_row_stride, inter);
-    }
+    launch_dependent(vec ? silu_mul_kernel<T, true> : silu_mul_kernel<T, false>, grid, kThreads, 0, stream,
+                     static_cast<T*>(out), out_row_stride, static_cast<const T*>(gate_up), gate_up_row_stride, inter);
     OCTAVO_CUDA_CHECK_LAUNCH();
   });
 }

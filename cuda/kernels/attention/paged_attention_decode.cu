@@ -233,6 +233,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 4)
 // One block per (q head, row): out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
 template <typename T>
 __global__ void paged_decode_combine_kernel(Params p, DecodeWorkspace ws, int grid_splits) {
+  wait_for_producer();
   const int head = blockIdx.x;
   const int seq = blockIdx.y;
   const int token = p.query_start_loc[seq];
@@ -309,8 +310,7 @@ void launch_decode_combine(const Params& p, int num_splits, const DecodeWorkspac
                            cudaStream_t stream) {
   if (num_splits <= 1) return;
   const dim3 grid(p.q_heads, p.num_seqs);
-  paged_decode_combine_kernel<T><<<grid, p.head_dim, 0, stream>>>(p, ws, num_splits);
-  OCTAVO_CUDA_CHECK_LAUNCH();
+  launch_dependent(paged_decode_combine_kernel<T>, grid, p.head_dim, 0, stream, p, ws, num_splits);
 }
 
 template <typename T>

@@ -49,6 +49,7 @@ struct DecodeMmaLayout {
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads, 2)
     paged_decode_mma_kernel(Params p, DecodeWorkspace ws) {
+  wait_for_producer();  // q and this step's K/V come from the rope kernel
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
   using L = DecodeMmaLayout<D>;
   constexpr int kKSteps = D / 16;           // k-steps of Q K^T
@@ -297,8 +298,7 @@ void launch_decode_mma_for(const Params& p, int num_splits, const DecodeWorkspac
   OCTAVO_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int{smem}));
   const dim3 grid(num_splits, p.kv_heads, p.num_seqs);
-  kernel<<<grid, kThreads, smem, stream>>>(p, ws);
-  OCTAVO_CUDA_CHECK_LAUNCH();
+  launch_dependent(kernel, grid, kThreads, smem, stream, p, ws);
 }
 
 }  // namespace

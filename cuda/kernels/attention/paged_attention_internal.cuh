@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/dependent_launch.cuh"
 #include "common/dispatch.cuh"
 #include "common/vector_access.cuh"
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "common/dependent_launch.cuh"
 #include "common/dispatch.cuh"
 #include "common/vector_access.cuh"
 
@@ -145,6 +146,7 @@ __device__ __forceinline__ void norm_item_at(const NormArgs<T>& a, int64_t item,
 // One warp per item: blockDim = (32, kWarpsPerBlock).
 template <typename T, bool kVec, bool kAdd>
 __global__ void norm_warp_kernel(NormArgs<T> a) {
+  wait_for_producer();
   const int64_t item = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
   if (item >= a.rows * a.heads) return;  // the whole warp leaves: no block barrier here
   norm_item_at<T, kVec, kAdd>(a, item, threadIdx.x, kWarpSize, WarpSum{});
@@ -153,6 +155,7 @@ __global__ void norm_warp_kernel(NormArgs<T> a) {
 // One block per item.
 template <typename T, bool kVec, bool kAdd>
 __global__ void norm_block_kernel(NormArgs<T> a) {
+  wait_for_producer();
   norm_item_at<T, kVec, kAdd>(a, blockIdx.x, threadIdx.x, blockDim.x, BlockSum{});
 }
 
@@ -164,9 +167,9 @@ void launch_norm(const NormArgs<T>& a, bool vec, cudaStream_t stream, const char
     const dim3 block(kWarpSize, kWarpsPerBlock);
     const unsigned grid = grid_x(ceil_div(items, kWarpsPerBlock), op);
     if (vec) {
-      norm_warp_kernel<T, true, kAdd><<<grid, block, 0, stream>>>(a);
+      launch_dependent(norm_warp_kernel<T, true, kAdd>, grid, block, 0, stream, a);
     } else {
-      norm_warp_kernel<T, false, kAdd><<<grid, block, 0, stream>>>(a);
+      launch_dependent(norm_warp_kernel<T, false, kAdd>, grid, block, 0, stream, a);
     }
     OCTAVO_CUDA_CHECK_LAUNCH();
     return;
@@ -174,9 +177,9 @@ void launch_norm(const NormArgs<T>& a, bool vec, cudaStream_t stream, const char
   const int threads = static_cast<int>(std::min<int64_t>(kMaxBlockThreads, ceil_div(units, kWarpSize) * kWarpSize));
   const unsigned grid = grid_x(items, op);
   if (vec) {
-    norm_block_kernel<T, true, kAdd><<<grid, threads, 0, stream>>>(a);
+    launch_dependent(norm_block_kernel<T, true, kAdd>, grid, threads, 0, stream, a);
   } else {
-    norm_block_kernel<T, false, kAdd><<<grid, threads, 0, stream>>>(a);
+    launch_dependent(norm_block_kernel<T, false, kAdd>, grid, threads, 0, stream, a);
   }
   OCTAVO_CUDA_CHECK_LAUNCH();
 }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "common/dependent_launch.cuh"
 #include "common/dispatch.cuh"
 #include "common/vector_access.cuh"
 
@@ -28,6 +29,7 @@ __global__ void rope_kernel(T* q, int64_t q_row_stride, T* k, int64_t k_row_stri
                             int64_t cos_sin_row_stride, int half, int q_heads, int kv_heads, int head_dim,
                             RopeCacheWrite cache) {
   extern __shared__ float table[];  // [2 * half]: cos, then sin
+  wait_for_producer();
   const int64_t t = blockIdx.x;
   const float* row = cos_sin + static_cast<int64_t>(positions[t]) * cos_sin_row_stride;
   for (int i = threadIdx.x; i < 2 * half; i += blockDim.x) table[i] = row[i];
@@ -162,8 +164,8 @@ void launch_rope(void* q, int64_t q_row_stride, void* k, int64_t k_row_stride, c
     const int qh = static_cast<int>(q_heads), kh = static_cast<int>(kv_heads), hd = static_cast<int>(head_dim);
     auto kernel = vec ? (cache != nullptr ? rope_kernel<T, true, true> : rope_kernel<T, true, false>)
                       : (cache != nullptr ? rope_kernel<T, false, true> : rope_kernel<T, false, false>);
-    kernel<<<grid, threads, shared_bytes, stream>>>(qt, q_row_stride, kt, k_row_stride, positions, cos_sin,
-                                                    cos_sin_row_stride, half, qh, kh, hd, cw);
+    launch_dependent(kernel, grid, threads, shared_bytes, stream, qt, q_row_stride, kt, k_row_stride, positions,
+                     cos_sin, cos_sin_row_stride, half, qh, kh, hd, cw);
     OCTAVO_CUDA_CHECK_LAUNCH();
   });
 }
