@@ -128,6 +128,9 @@ CublasLtGemm::Plan& CublasLtGemm::plan(const Key& key) {
                              std::to_string(k) + " GEMM in " + dtype_name(in));
   }
   p.algo = results[0].algo;
+  if (tuning_log_enabled()) {
+    std::fprintf(stderr, "[octavo gemm tuning] %s: %d candidate(s)\n", p.name.c_str(), found_algos);
+  }
   if (found_algos > 1) {
     for (int i = 0; i < found_algos; ++i) {
       if (results[i].state == CUBLAS_STATUS_SUCCESS) p.candidates.push_back(results[i].algo);
@@ -194,6 +197,7 @@ bool CublasLtGemm::begin_tuning_round() {
     p.used = false;
   }
   in_round_ = pending;
+  if (tuning_log_enabled()) std::fprintf(stderr, "[octavo gemm tuning] round: %s\n", pending ? "start" : "none");
   events_used_ = 0;
   round_calls_.clear();
   return pending;
