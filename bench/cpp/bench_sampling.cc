@@ -77,7 +77,9 @@ void bench_sample(BenchContext& ctx, const SamplingCase& c) {
   CaseResult r;
   r.name = op_name(c.kind);
   r.shape = "b=" + std::to_string(c.batch) + " vocab=" + std::to_string(c.vocab);
-  if (c.kind != SamplingKind::kGreedy) {
+  if (c.kind == SamplingKind::kTopP && c.top_p >= 1.0f) {
+    r.shape += " temperature=1 only";  // no filter: the CUDA sampler's split path in small batches
+  } else if (c.kind != SamplingKind::kGreedy) {
     char top_p[32];
     std::snprintf(top_p, sizeof top_p, " top_p=%.2f", c.top_p);
     r.shape += top_p;

@@ -40,8 +40,12 @@ CaseTable grid_cases() {
   t.rope = {{64, 32, 8, 128}, {2048, 32, 8, 128}};
   t.silu_mul = {{1, 14336}, {64, 14336}, {2048, 14336}};
   t.embedding = {{64, 4096, 16384}, {2048, 4096, 16384}};
-  // Sampling at batch 64 and at 256 (the CUDA backend's largest decode batches).
-  t.sampling = {{64, 128256, SamplingKind::kGreedy, 1.0f},  {64, 128256, SamplingKind::kTopP, 0.9f},
+  // Sampling at batch 1 (one decode stream; top_p 1 is temperature 1 alone, vLLM's latency
+  // benchmark), at 8 and 16 (either side of the CUDA sampler's split-path limit), and at 64
+  // and 256 (the CUDA backend's largest decode batches).
+  t.sampling = {{1, 128256, SamplingKind::kGreedy, 1.0f},   {1, 128256, SamplingKind::kTopP, 1.0f},
+                {8, 128256, SamplingKind::kTopP, 1.0f},     {16, 128256, SamplingKind::kTopP, 1.0f},
+                {64, 128256, SamplingKind::kGreedy, 1.0f},  {64, 128256, SamplingKind::kTopP, 0.9f},
                 {256, 128256, SamplingKind::kGreedy, 1.0f}, {256, 128256, SamplingKind::kTopP, 0.9f},
                 {256, 128256, SamplingKind::kFull, 0.9f}};
   // Decode: the fused qkv projection (6144 = (32 + 2 * 8) * 128) and down (4096 x 14336)

@@ -74,6 +74,8 @@ class CudaBackend final : public Backend {
     OCTAVO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_workspace_ = allocate(kGemmWorkspaceBytes);
     gemm_ = std::make_unique<cuda::CublasLtGemm>(stream_, gemm_workspace_.data(), kGemmWorkspaceBytes);
+    // Fixed size (kSamplingSplitMaxRows rows' partials, ~10 KB), so planned here once.
+    sampling_split_workspace_ = allocate(cuda::sampling_split_workspace_bytes());
   }
 
   ~CudaBackend() override {
@@ -336,7 +338,8 @@ class CudaBackend final : public Backend {
                         reinterpret_cast<float*>(inputs + layout.edit_scratch),
                         reinterpret_cast<cuda::SampledToken*>(results + layout.tokens),
                         reinterpret_cast<int32_t*>(results + layout.top_tokens),
-                        reinterpret_cast<float*>(results + layout.top_logprobs), sampling_pack_.top_stride, stream_);
+                        reinterpret_cast<float*>(results + layout.top_logprobs), sampling_pack_.top_stride,
+                        sampling_split_workspace_.data(), stream_);
     OCTAVO_CUDA_CHECK(cudaMemcpyAsync(sampling_results_host_.data(), results, layout.result_bytes,
                                       cudaMemcpyDeviceToHost, stream_));
     OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -368,9 +371,11 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::CublasLtGemm> gemm_;
   Buffer attention_workspace_;
   // sample(): pinned staging of the rows' params and edits, their device copy (plus the
-  // kernel's edit scratch), and the packed results on the device and in pinned memory.
+  // kernel's edit scratch), and the packed results on the device and in pinned memory; the
+  // split path's workspace (small batches).
   SamplingPack sampling_pack_;
   Buffer sampling_staging_, sampling_inputs_, sampling_results_, sampling_results_host_;
+  Buffer sampling_split_workspace_;
 };
 
 }  // namespace

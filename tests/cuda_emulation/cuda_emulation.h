@@ -17,6 +17,7 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -112,6 +113,8 @@ inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v)
   const unsigned long long old = *p; *p = old + v; return old;
 }
 inline unsigned atomicOr(unsigned* p, unsigned v) { const unsigned old = *p; *p = old | v; return old; }
+// Blocks run one after another, so every write of a finished block is already visible.
+inline void __threadfence() {}
 inline unsigned __float_as_uint(float x) { unsigned u; std::memcpy(&u, &x, sizeof u); return u; }
 inline float __uint_as_float(unsigned u) { float x; std::memcpy(&x, &u, sizeof x); return x; }
 inline std::function<void()> emu_body;
@@ -128,7 +131,14 @@ void emu_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cu
   e.coll.assign((size_t)nt * 2 * 8, 0u);
   for (auto& st : e.stacks) st.resize(1 << 18);
   emu_body = [&] { kernel(args...); };
-  for (unsigned z = 0; z < grid.z; ++z) for (unsigned y = 0; y < grid.y; ++y) for (unsigned x = 0; x < grid.x; ++x) {
+  // EMU_REVERSE_BLOCKS=1 runs the blocks last first, so that a kernel relying on the order
+  // blocks run in (rather than on atomics) shows it.
+  const char* reverse_env = std::getenv("EMU_REVERSE_BLOCKS");
+  const bool reverse = reverse_env != nullptr && reverse_env[0] == '1';
+  const long num_blocks = (long)grid.x * grid.y * grid.z;
+  for (long b = 0; b < num_blocks; ++b) {
+    const long linear = reverse ? num_blocks - 1 - b : b;
+    const unsigned x = linear % grid.x, y = (linear / grid.x) % grid.y, z = linear / ((long)grid.x * grid.y);
     emu_blockIdx = make_uint3(x, y, z);
     e.block_bar = EmuBar{nt};
     e.warp_bar.assign(nt / 32, EmuBar{32});

@@ -49,3 +49,5 @@ EMU_SMEM=80000 "$work/test" 6 "${2:-1}"   # fp16/bf16 prefill on the CUDA-core t
 EMU_SMEM=40000 "$work/test" 4 "${2:-1}"   # prefill on the simple kernel
 "$work/sampling_128" "${1:-20}" "${2:-1}"   # many cases on 128-thread blocks
 "$work/sampling_1024" 3 "${2:-1}" nosweeps  # the production block of 1024 threads
+# Blocks last first: the split path's last CTA of a row is then its first segment's.
+EMU_REVERSE_BLOCKS=1 "$work/sampling_128" 2 "${2:-1}" nosweeps

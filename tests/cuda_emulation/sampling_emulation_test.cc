@@ -5,8 +5,11 @@
 // allowed tokens, logit bias, penalties over random histories, banned tokens, logprobs up
 // to past one sort chunk), prompt-logprobs rows, and the error rows. Tokens, ranks and
 // top-N ids must be identical; logprobs within 1e-5; the logits must come back as they went
-// in. Runs the kernel through cuda_emulation.h; see run.sh.
-//   sampling_emulation_test CASES SEED [nosweeps]   (nosweeps: skip the 16-draw sweeps)
+// in. Batches of up to kSamplingSplitMaxRows rows run the split path (their plain rows over
+// several CTAs, the others on one); split_cases() also checks that the split path draws
+// exactly what the one-CTA path draws. Runs the kernel through cuda_emulation.h; see run.sh.
+//   sampling_emulation_test CASES SEED [nosweeps]   (nosweeps: skip the 16-draw sweeps, and
+//                                                    run one 128256-token split batch, not two)
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -37,9 +40,19 @@ struct Row {
   std::vector<float> bias_values;
 };
 
-// Runs a packed batch through the emulated kernel, as CudaBackend::run_sampling does.
+// The split path's workspace, one for the whole run as in the backend; poisoned once, so
+// the kernels must reset what they use.
+void* split_workspace() {
+  static std::vector<unsigned char> workspace = [] {
+    return std::vector<unsigned char>(cuda::sampling_split_workspace_bytes() + 16, 0xab);
+  }();
+  return workspace.data();
+}
+
+// Runs a packed batch through the emulated kernel, as CudaBackend::run_sampling does (with
+// split = false, as launch_sample without a workspace: every row on one CTA).
 std::vector<SampleResult> run_emulated(std::vector<float>& logits, int32_t vocab, const SamplingPack& pack,
-                                       const std::vector<int32_t>& num_logprobs) {
+                                       const std::vector<int32_t>& num_logprobs, bool split = true) {
   const SamplingLayout layout = sampling_layout(pack);
   std::vector<uint64_t> device_inputs(layout.device_input_bytes / 8 + 1);
   std::vector<uint64_t> results(layout.result_bytes / 8 + 1, ~0ull);  // poison: every field is written
@@ -53,17 +66,18 @@ std::vector<SampleResult> run_emulated(std::vector<float>& logits, int32_t vocab
                       reinterpret_cast<float*>(in + layout.edit_scratch),
                       reinterpret_cast<cuda::SampledToken*>(res + layout.tokens),
                       reinterpret_cast<int32_t*>(res + layout.top_tokens),
-                      reinterpret_cast<float*>(res + layout.top_logprobs), pack.top_stride, nullptr);
+                      reinterpret_cast<float*>(res + layout.top_logprobs), pack.top_stride,
+                      split ? split_workspace() : nullptr, nullptr);
   return unpack_sampling_results(num_logprobs, vocab, layout, pack.top_stride, res);
 }
 
 std::vector<SampleResult> sample_on_emulated_gpu(std::vector<float>& logits, int32_t vocab,
-                                                 const std::vector<SamplingRow>& rows) {
+                                                 const std::vector<SamplingRow>& rows, bool split = true) {
   SamplingPack pack;
   pack_sampling_rows(rows, vocab, pack);
   std::vector<int32_t> num_logprobs;
   for (const SamplingRow& r : rows) num_logprobs.push_back(r.num_logprobs);
-  return run_emulated(logits, vocab, pack, num_logprobs);
+  return run_emulated(logits, vocab, pack, num_logprobs, split);
 }
 
 bool close(float a, float b) {
@@ -105,8 +119,12 @@ std::string difference(const SampleResult& g, const SampleResult& w, size_t i) {
   return buf;
 }
 
-// One batch: the CPU sampler row by row on copies, the kernel on the batch, compared.
-void run_batch(const std::vector<float>& logits, int32_t vocab, std::vector<Row>& rows, const char* label) {
+// One batch: the CPU sampler row by row on copies, the kernel on the batch, compared. With
+// same_as_one_cta, a batch the split path takes must also give the one-CTA path's tokens
+// and ranks exactly (and logprobs within 1e-6: the raw log-sum-exp is summed in another
+// order).
+void run_batch(const std::vector<float>& logits, int32_t vocab, std::vector<Row>& rows, const char* label,
+               bool same_as_one_cta = false) {
   std::vector<SamplingRow> settings;
   for (Row& r : rows) {
     r.settings.prompt_tokens = r.prompt.data();
@@ -153,6 +171,21 @@ void run_batch(const std::vector<float>& logits, int32_t vocab, std::vector<Row>
       }
     }
     compared_rows += static_cast<int>(rows.size());
+  }
+  if (ok && want_error.empty() && same_as_one_cta) {
+    std::vector<float> one_cta_logits = logits;
+    const std::vector<SampleResult> one_cta = sample_on_emulated_gpu(one_cta_logits, vocab, settings, false);
+    for (size_t i = 0; i < rows.size() && ok; ++i) {
+      if (got[i].token != one_cta[i].token || got[i].rank != one_cta[i].rank ||
+          std::fabs(static_cast<double>(got[i].logprob) - one_cta[i].logprob) > 1e-6) {
+        ok = false;
+        char buf[256];
+        std::snprintf(buf, sizeof buf, "row %zu: split token %d rank %d logprob %.9g, one CTA %d %d %.9g [%s]", i,
+                      got[i].token, got[i].rank, got[i].logprob, one_cta[i].token, one_cta[i].rank,
+                      one_cta[i].logprob, describe(settings[i]).c_str());
+        why = buf;
+      }
+    }
   }
   if (!ok) ++failures;
   std::printf("%s %s vocab=%d rows=%zu %s%s\n", ok ? "ok  " : "FAIL", label, vocab, rows.size(),
@@ -342,6 +375,120 @@ void fixed_cases(std::mt19937& rng) {
       }, "history id out of range");
 }
 
+// The split path (batches of up to kSamplingSplitMaxRows): plain rows (greedy or
+// temperature, num_logprobs -1 or 0) over vocabularies from 50 tokens (one segment holds
+// the row) to 128256, greedy ties across segments, many seeds, the error rows, and plain
+// rows batched with rows that must stay on one CTA. Each against the CPU sampler and, where
+// it succeeds, against the one-CTA path.
+void split_cases(std::mt19937& rng, bool large) {
+  const int32_t max_rows = cuda::kSamplingSplitMaxRows;
+  auto plain_row = [&](Row& r) {
+    r.settings.temperature = pick(rng, {0.0f, 0.0f, 0.4f, 1.0f, 1.0f, 1.7f});
+    r.settings.num_logprobs = pick(rng, {-1, -1, 0});
+    r.settings.seed = (static_cast<uint64_t>(rng()) << 32) | rng();
+    r.settings.draw_index = rng() % 1000;
+  };
+  for (const int32_t vocab : {50, 97, 1000, 4099, 32000, 128256}) {
+    // Llama 3's vocabulary: one batch of 2 (the production block's run), or of 1 and 8.
+    const std::vector<int> batches =
+        vocab < 128256 ? std::vector<int>{1, 3, max_rows} : large ? std::vector<int>{1, max_rows} : std::vector<int>{2};
+    for (const int batch : batches) {
+      std::vector<float> logits;
+      std::vector<Row> rows(batch);
+      for (Row& r : rows) {
+        const Shape shape = pick(rng, {Shape::kGaussian, Shape::kPeaky, Shape::kTies, Shape::kSomeNegInf, Shape::kFlat});
+        const std::vector<float> row = random_row(rng, vocab, shape);
+        logits.insert(logits.end(), row.begin(), row.end());
+        plain_row(r);
+      }
+      if (batch == 2) {  // both kinds of row on the production block
+        rows[0].settings.temperature = 0.0f;
+        rows[1].settings.temperature = 1.0f;
+      }
+      run_batch(logits, vocab, rows, ("split: plain rows, batch " + std::to_string(batch)).c_str(), true);
+    }
+  }
+  // Greedy ties: the maximum at several tokens in different segments and in one chunk.
+  for (const int32_t vocab : {1000, 32000}) {
+    std::vector<float> logits;
+    std::vector<Row> rows(4);
+    const std::vector<std::vector<int32_t>> tied = {{vocab - 1, 700, 999}, {vocab / 2 + 1, vocab / 2, vocab - 3},
+                                                    {0, vocab - 1}, {130, 129, 131, 5}};
+    for (int i = 0; i < 4; ++i) {
+      std::vector<float> row = random_row(rng, vocab, Shape::kGaussian);
+      for (const int32_t id : tied[i]) row[std::min(id, vocab - 1)] = 100.0f;
+      logits.insert(logits.end(), row.begin(), row.end());
+      rows[i].settings.temperature = 0.0f;
+      rows[i].settings.num_logprobs = i % 2 ? 0 : -1;
+    }
+    run_batch(logits, vocab, rows, "split: greedy ties across segments", true);
+  }
+  // One row, many seeds and draw indices: every part of the distribution gets drawn.
+  for (const Shape shape : {Shape::kGaussian, Shape::kFlat, Shape::kTies, Shape::kPeaky}) {
+    const int32_t vocab = 4099;
+    const std::vector<float> row = random_row(rng, vocab, shape);
+    for (int batch = 0; batch < 3; ++batch) {
+      std::vector<float> logits;
+      std::vector<Row> rows(max_rows);
+      for (int i = 0; i < max_rows; ++i) {
+        logits.insert(logits.end(), row.begin(), row.end());
+        rows[i].settings.temperature = shape == Shape::kPeaky ? 3.0f : 1.0f;
+        rows[i].settings.seed = 100 + batch;
+        rows[i].settings.draw_index = static_cast<uint64_t>(i * 37 + batch);
+      }
+      run_batch(logits, vocab, rows, "split: draws of one row", true);
+    }
+  }
+  // Error rows, alone and among good rows (one failing row fails its batch).
+  auto error_case = [&](float temperature, float bad_value, bool all, int batch, const char* label) {
+    const int32_t vocab = 1000;
+    std::vector<float> logits;
+    std::vector<Row> rows(batch);
+    for (int i = 0; i < batch; ++i) {
+      std::vector<float> row = random_row(rng, vocab, Shape::kGaussian);
+      if (i == batch - 1) {
+        if (all) std::fill(row.begin(), row.end(), bad_value);
+        else row[rng() % vocab] = bad_value;
+      }
+      logits.insert(logits.end(), row.begin(), row.end());
+      rows[i].settings.temperature = temperature;
+      rows[i].settings.num_logprobs = i % 2 - 1;
+    }
+    run_batch(logits, vocab, rows, label);
+  };
+  error_case(0.0f, -INFINITY, true, 1, "split: greedy, all -inf");
+  error_case(0.0f, -INFINITY, true, 3, "split: greedy, all -inf among good rows");
+  error_case(1.0f, -INFINITY, true, 1, "split: sampled, all -inf");
+  error_case(1.0f, -INFINITY, true, 4, "split: sampled, all -inf among good rows");
+  error_case(1.0f, NAN, false, 1, "split: sampled, a NaN");
+  error_case(0.7f, NAN, true, 2, "split: sampled, all NaN");
+  error_case(1.0f, INFINITY, false, 2, "split: sampled, +inf");
+  error_case(0.0f, INFINITY, false, 2, "split: greedy, +inf");
+  {
+    // Greedy with only -inf and a NaN left out of the maximum.
+    const int32_t vocab = 500;
+    std::vector<float> logits = random_row(rng, vocab, Shape::kFewFinite);
+    std::vector<Row> rows(1);
+    rows[0].settings.temperature = 0.0f;
+    rows[0].settings.num_logprobs = 0;
+    run_batch(logits, vocab, rows, "split: greedy, few finite", true);
+  }
+  // Plain rows batched with rows the split path leaves to one CTA (filters, top-N logprobs,
+  // penalties, allowed lists, bans, prompt-logprobs-like settings): both kinds in one launch.
+  for (const int32_t vocab : {97, 3000}) {
+    std::vector<float> logits;
+    std::vector<Row> rows;
+    for (int i = 0; i < max_rows; ++i) {
+      const std::vector<float> row = random_row(rng, vocab, pick(rng, {Shape::kGaussian, Shape::kTies}));
+      logits.insert(logits.end(), row.begin(), row.end());
+      rows.push_back(i % 2 ? random_settings(rng, vocab) : Row{});
+      if (i % 2 == 0) plain_row(rows.back());
+    }
+    rows[1].settings.top_p = 0.9f;  // at least one row that is not plain
+    run_batch(logits, vocab, rows, "split: plain rows among filtered ones", true);
+  }
+}
+
 // Many draws of one row: a filter cut one token off (or a tie kept in the wrong order)
 // shows in some of them.
 void draw_sweeps(std::mt19937& rng) {
@@ -412,6 +559,7 @@ int main(int argc, char** argv) {
   std::mt19937 rng(seed);
   const bool sweeps = !(argc > 3 && std::string(argv[3]) == "nosweeps");
   fixed_cases(rng);
+  split_cases(rng, sweeps);
   if (sweeps) draw_sweeps(rng);
   for (int i = 0; i < cases; ++i) random_case(rng, i);
   std::printf("%s: %d failures, %d rows compared\n", failures ? "FAILED" : "PASSED", failures, compared_rows);

@@ -6,7 +6,10 @@
 // the logits must come back unchanged. The CPU sampler is the reference: both evaluate the
 // same steps in the same order, differing only in exp (the GPU's exp is within an ulp of
 // glibc's expf) and summation order, which moves a draw only when its target lies within
-// ~1e-12 of a token boundary. Skips cleanly when no CUDA device is present.
+// ~1e-12 of a token boundary. Batches of up to 8 rows (cuda::kSamplingSplitMaxRows) spread
+// their plain rows (greedy or temperature, no filter, num_logprobs -1 or 0) over several
+// CTAs (the split path); PlainRowsOfSmallBatchesMatchCpu and SplitPathDrawsWhatOneCtaDraws
+// cover it. Skips cleanly when no CUDA device is present.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -211,6 +214,84 @@ TEST_F(SamplingOpsTest, ManyDrawsOfOneRowMatchCpu) {
       rows[i].draw_index = static_cast<uint64_t>(i);
     }
     compare(logits, vocab, rows, "draws top_p " + std::to_string(st.top_p) + " top_k " + std::to_string(st.top_k));
+  }
+}
+
+// Settings of a plain row, the kind the split path takes in small batches: greedy or
+// temperature, no filter, num_logprobs -1 or 0.
+SamplingRow plain_settings(std::mt19937& rng) {
+  SamplingRow s;
+  const float temperatures[] = {0.0f, 0.0f, 0.6f, 1.0f, 1.0f, 1.5f};
+  s.temperature = temperatures[rng() % 6];
+  s.num_logprobs = rng() % 3 == 0 ? 0 : -1;
+  s.seed = (static_cast<uint64_t>(rng()) << 32) | rng();
+  s.draw_index = rng() % 4096;
+  return s;
+}
+
+// Batches of 1..8 plain rows (the split path), alone and with a filtered row among them.
+TEST_F(SamplingOpsTest, PlainRowsOfSmallBatchesMatchCpu) {
+  for (const int64_t vocab : {32000, 128256}) {
+    for (const int batch : {1, 2, 5, 8}) {
+      for (const bool mixed : {false, true}) {
+        if (mixed && batch == 1) continue;
+        histories_.clear();
+        biases_.clear();
+        std::vector<float> logits;
+        std::vector<SamplingRow> rows;
+        for (int r = 0; r < batch; ++r) {
+          const std::vector<float> row = random_row(vocab);
+          logits.insert(logits.end(), row.begin(), row.end());
+          rows.push_back(mixed && r == 1 ? random_settings(static_cast<int32_t>(vocab)) : plain_settings(rng_));
+        }
+        const std::string what = "vocab " + std::to_string(vocab) + " batch " + std::to_string(batch) +
+                                 (mixed ? " (one row any setting)" : " (plain rows)");
+        const double seconds = compare(logits, vocab, rows, what);
+        std::printf("  %-48s sample() %.3f ms (host packing and copies included)\n", what.c_str(), seconds * 1e3);
+      }
+    }
+  }
+}
+
+// The split path sums the draw's weights in the one-CTA path's order: 8 plain rows (split)
+// give exactly the tokens and ranks they give with a ninth row added (9 rows: one CTA each),
+// over many draws of one row (targets all over its distribution); some batches also against
+// the CPU sampler.
+TEST_F(SamplingOpsTest, SplitPathDrawsWhatOneCtaDraws) {
+  const int64_t vocab = 128256;
+  const std::vector<float> row = random_row(vocab);
+  auto sample_on_gpu = [&](const std::vector<SamplingRow>& rows) {
+    const int64_t n = static_cast<int64_t>(rows.size());
+    HostTensor host;
+    host.shape = {n, vocab};
+    for (int64_t r = 0; r < n; ++r) host.values.insert(host.values.end(), row.begin(), row.end());
+    Buffer device = gpu_->upload_float32(host);
+    Tensor t = device.as(DType::kFloat32, {n, vocab});
+    return gpu_->sample(t, rows);
+  };
+  for (const float temperature : {0.0f, 0.8f, 1.0f}) {
+    for (int round = 0; round < 16; ++round) {
+      std::vector<SamplingRow> rows(8);
+      for (int i = 0; i < 8; ++i) {
+        rows[i].temperature = temperature;
+        rows[i].num_logprobs = i % 2 ? 0 : -1;
+        rows[i].seed = 77;
+        rows[i].draw_index = static_cast<uint64_t>(round * 8 + i);
+      }
+      const std::vector<SampleResult> split = sample_on_gpu(rows);
+      if (round % 4 == 0) {  // and against the CPU sampler
+        std::vector<float> logits;
+        for (int i = 0; i < 8; ++i) logits.insert(logits.end(), row.begin(), row.end());
+        compare(logits, vocab, rows, "split draws T " + std::to_string(temperature));
+      }
+      rows.push_back(rows[0]);
+      const std::vector<SampleResult> one_cta = sample_on_gpu(rows);
+      for (int i = 0; i < 8; ++i) {
+        EXPECT_EQ(split[i].token, one_cta[i].token) << "T " << temperature << " draw " << rows[i].draw_index;
+        EXPECT_EQ(split[i].rank, one_cta[i].rank) << "T " << temperature << " draw " << rows[i].draw_index;
+        expect_logprob_near(split[i].logprob, one_cta[i].logprob);
+      }
+    }
   }
 }
 

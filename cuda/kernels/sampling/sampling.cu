@@ -21,9 +21,25 @@
 //     threshold and top_p composite cut" is the whole filtered state.
 //  10. The draw: weights exp(p - max) of the kept tokens, summed in double per warp segment
 //     and per 128-token chunk in a fixed order; the segment, then the chunk, then the token
-//     where the running sum first exceeds counter_uniform(seed, draw_index) x total.
+//     where the running sum first exceeds counter_uniform(seed, draw_index) x total
+//     (sampling_draw.cuh).
 // Then the token's raw logprob and rank. Rows with a given token (prompt logprobs) do step
 // 0 and that report only.
+//
+// The split path (small batches): a row with no allowed list, no edit and no filter, and no
+// top-N logprobs, is spread over kWarps CTAs, CTA s holding the draw's segment s, in two
+// launches whose grids depend on the row count only:
+//   first kernel: each CTA's segment max and argmax (lowest id on ties) and a NaN flag. Rows
+//     that do not qualify run the one-CTA path above in their CTA 0 (the others return).
+//   second kernel: every CTA combines the segments' maxima (exact, in any order), the greedy
+//     token or the status; sampled rows sum their segment's weights exactly as the one-CTA
+//     path sums that segment, rows asking num_logprobs = 0 their part of the raw log-sum-exp.
+//     Each CTA publishes its partials in the split workspace and counts itself in the row's
+//     arrival counter (zeroed by the first kernel); the last to arrive combines the segment
+//     totals in segment order, finds the chunk and the token, and counts the rank.
+// The same numbers are added in the same order as in the one-CTA path, so the two paths draw
+// the same token bit for bit; only the raw log-sum-exp (a reported logprob) is summed in
+// another order.
 #include "sampling/sampling.h"
 
 #include <cmath>
@@ -34,6 +50,7 @@
 #include "common/kernel_dtype.h"
 #include "core/splitmix64.h"
 #include "sampling/sampling_block.cuh"
+#include "sampling/sampling_draw.cuh"
 
 namespace octavo::cuda {
 
@@ -41,13 +58,13 @@ namespace {
 
 using sampling::AddOp;
 using sampling::ArgMax;
+using sampling::DrawSegment;
+using sampling::DrawShared;
 using sampling::kThreads;
 using sampling::kWarps;
 using sampling::kWarpSize;
 using sampling::u64;
 
-// The draw's unit of work: 4 consecutive logits per lane, 128 per warp step.
-constexpr int kDrawChunk = 4 * kWarpSize;
 // Key of -inf (every smaller key is a NaN).
 constexpr uint32_t kNegInfKey = 0x007fffffu;
 
@@ -114,12 +131,7 @@ struct RowShared {
   int32_t status;
   uint32_t min_p_key;
   int32_t gathered;
-  double segment_total[kWarps];
-  int32_t segment_last[kWarps];  // last token of positive weight in the segment, -1: none
-  int32_t draw_segment;          // kWarps: no segment crosses the target
-  double draw_prefix;
-  double draw_target;
-  float chunk_weights[kDrawChunk];
+  DrawShared draw;
 };
 
 // A row's logits as steps 1-4 leave them: the row itself holds the edited values (step 2-4's
@@ -269,135 +281,22 @@ __device__ uint64_t top_p_cut(const float* row, int32_t vocab, const RowLogits& 
                                       candidate_key, mass_of);
 }
 
-// Step 4: the inverse-CDF draw over weight(i, row[i]) in token-id order. Warp w owns a
-// contiguous segment of whole 128-token chunks; a chunk's sum is the butterfly sum of
-// per-lane sequential sums (the same bits when recomputed), running sums go chunk by
-// chunk, segment by segment.
-template <typename Weight>
-__device__ int32_t draw_token(const float* row, int32_t vocab, double uniform, Weight weight, RowShared& shared) {
-  const int tid = threadIdx.x, warp = tid / kWarpSize, lane = tid % kWarpSize;
-  const int32_t per_warp = (vocab + kWarps - 1) / kWarps;
-  const int32_t segment = (per_warp + kDrawChunk - 1) / kDrawChunk * kDrawChunk;
-  const int32_t begin = static_cast<int64_t>(warp) * segment < vocab ? warp * segment : vocab;
-  const int32_t end = vocab - begin < segment ? vocab : begin + segment;
-  const bool aligned = (reinterpret_cast<uintptr_t>(row) & 15u) == 0;
-
-  // This lane's 4 logits of the chunk at base (16-byte loads where aligned: base is a
-  // multiple of 128) and their weights; returns the lane's sequential sum.
-  auto lane_weights = [&](int32_t base, float* w, int32_t& last) {
-    const int32_t i0 = base + 4 * lane;
-    float v[4];
-    if (aligned && i0 + 3 < end) {
-      const float4 q = *reinterpret_cast<const float4*>(row + i0);
-      v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-    } else {
-      for (int k = 0; k < 4; ++k) v[k] = i0 + k < end ? row[i0 + k] : 0.0f;
-    }
-    double lane_sum = 0.0;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      w[k] = i0 + k < end ? weight(i0 + k, v[k]) : 0.0f;
-      if (w[k] > 0.0f) {
-        lane_sum += w[k];
-        last = i0 + k;
-      }
-    }
-    return lane_sum;
-  };
-
-  // Pass 1: segment sums, kLoadUnroll chunks' loads in flight at a time.
-  double running = 0.0;
-  int32_t last = -1;
-  for (int32_t base = begin; base < end; base += sampling::kLoadUnroll * kDrawChunk) {
-    double lane_sum[sampling::kLoadUnroll];
-#pragma unroll
-    for (int u = 0; u < sampling::kLoadUnroll; ++u) {
-      float w[4];
-      lane_sum[u] = base + u * kDrawChunk < end ? lane_weights(base + u * kDrawChunk, w, last) : 0.0;
-    }
-#pragma unroll
-    for (int u = 0; u < sampling::kLoadUnroll; ++u) {
-      if (base + u * kDrawChunk < end) running += sampling::warp_all_reduce(lane_sum[u], AddOp{});
-    }
-  }
-  last = sampling::warp_all_reduce(last, sampling::MaxIntOp{});
-  if (lane == 0) {
-    shared.segment_total[warp] = running;
-    shared.segment_last[warp] = last;
-  }
-  __syncthreads();
-  if (tid == 0) {
-    double total = 0.0;
-    for (int s = 0; s < kWarps; ++s) total += shared.segment_total[s];
-    const double target = uniform * total;
-    double prefix = 0.0;
-    int chosen = kWarps;
-    for (int s = 0; s < kWarps; ++s) {
-      const double next = prefix + shared.segment_total[s];
-      if (next > target) {
-        chosen = s;
-        break;
-      }
-      prefix = next;
-    }
-    shared.draw_segment = chosen;
-    shared.draw_prefix = prefix;
-    shared.draw_target = target;
-    // Rounding left the target at the very end: the last token of positive weight.
-    int32_t fallback = -1;
-    for (int s = 0; s < kWarps; ++s) fallback = shared.segment_last[s] > fallback ? shared.segment_last[s] : fallback;
-    shared.token = fallback;
-  }
-  __syncthreads();
-  // Pass 2, one warp: the chunk where the running sum passes the target, then its tokens.
-  if (warp == shared.draw_segment) {
-    const double prefix = shared.draw_prefix, target = shared.draw_target;
-    double run = 0.0;
-    for (int32_t base = begin; base < end; base += kDrawChunk) {
-      float w[4];
-      int32_t ignored = -1;
-      const double after = run + sampling::warp_all_reduce(lane_weights(base, w, ignored), AddOp{});
-      if (prefix + after > target) {
-        for (int k = 0; k < 4; ++k) shared.chunk_weights[4 * lane + k] = w[k];
-        __syncwarp();
-        if (lane == 0) {
-          double partial = run;
-          int32_t token = -1;
-          for (int j = 0; j < kDrawChunk; ++j) {
-            const float wj = shared.chunk_weights[j];
-            if (wj <= 0.0f) continue;
-            partial += wj;
-            token = base + j;
-            if (prefix + partial > target) break;
-          }
-          shared.token = token;
-        }
-        break;
-      }
-      run = after;
-    }
-  }
-  __syncthreads();
-  return shared.token;
-}
-
 // Shared memory each row with an allowed list needs for its mask, at most: 96 KiB (a
 // vocabulary of 786432 tokens) fits beside the kernel's 35 KiB of static shared memory on
 // sm_80 (164 KiB a block) and sm_90 (227 KiB).
 constexpr size_t kMaxAllowedMaskBytes = 96u << 10;
 
-__global__ void __launch_bounds__(kThreads)
-    sample_kernel(float* __restrict__ logits, int64_t row_stride, int32_t vocab,
-                  const SamplingRowParams* __restrict__ params, const SamplingEdit* __restrict__ edits,
-                  const int32_t* __restrict__ allowed, float* __restrict__ edit_scratch,
-                  SampledToken* __restrict__ out, int32_t* __restrict__ top_tokens, float* __restrict__ top_logprobs,
-                  int32_t top_stride) {
+// Row r in one CTA: every step above (the one-CTA path).
+__device__ void sample_one_row(int32_t r, float* __restrict__ logits, int64_t row_stride, int32_t vocab,
+                               const SamplingRowParams* __restrict__ params, const SamplingEdit* __restrict__ edits,
+                               const int32_t* __restrict__ allowed, float* __restrict__ edit_scratch,
+                               SampledToken* __restrict__ out, int32_t* __restrict__ top_tokens,
+                               float* __restrict__ top_logprobs, int32_t top_stride) {
   __shared__ sampling::RadixShared radix;
   __shared__ u64 sort_keys[kThreads];
   __shared__ RowShared shared;
   extern __shared__ unsigned char allowed_mask[];  // [ceil(vocab / 32)] words when a row has a list
   const int tid = threadIdx.x;
-  const int32_t r = blockIdx.x;
   const SamplingRowParams p = params[r];
   float* row = logits + static_cast<int64_t>(r) * row_stride;
   const KeyLayout layout(vocab);
@@ -514,9 +413,13 @@ __global__ void __launch_bounds__(kThreads)
         if (k < floor || (has_cut && layout.compose(k, i) < cut)) return 0.0f;
         return sampling_exp(pl - max_p);
       };
-      const int32_t token = draw_token(row, vocab, counter_uniform(p.seed, p.draw_index), weight, shared);
-      // Unreachable (the largest logit always survives with weight 1); never report a -1 token.
-      if (tid == 0 && token < 0) shared.status = kSampleNoFiniteLogit;
+      const int32_t token =
+          sampling::draw_token(row, vocab, counter_uniform(p.seed, p.draw_index), weight, shared.draw);
+      if (tid == 0) {
+        shared.token = token;
+        // Unreachable (the largest logit always survives with weight 1); never report a -1 token.
+        if (token < 0) shared.status = kSampleNoFiniteLogit;
+      }
     }
   }
 
@@ -538,12 +441,196 @@ __global__ void __launch_bounds__(kThreads)
   if (tid == 0) out[r] = SampledToken{status == kSampleOk ? token : -1, logprob, rank, status};
 }
 
+__global__ void __launch_bounds__(kThreads)
+    sample_kernel(float* __restrict__ logits, int64_t row_stride, int32_t vocab,
+                  const SamplingRowParams* __restrict__ params, const SamplingEdit* __restrict__ edits,
+                  const int32_t* __restrict__ allowed, float* __restrict__ edit_scratch,
+                  SampledToken* __restrict__ out, int32_t* __restrict__ top_tokens, float* __restrict__ top_logprobs,
+                  int32_t top_stride) {
+  sample_one_row(blockIdx.x, logits, row_stride, vocab, params, edits, allowed, edit_scratch, out, top_tokens,
+                 top_logprobs, top_stride);
+}
+
+// ---- The split path -------------------------------------------------------------------
+
+// One segment's partial results, written by the CTA holding it.
+struct SplitSegment {
+  ArgMax best;     // first kernel: the segment's largest logit, lowest id on ties (NaNs never win)
+  int32_t nan;     // first kernel: a NaN in the segment
+  int32_t last;    // second kernel: the segment's last token of positive draw weight, -1: none
+  double total;    // second kernel: the segment's draw total, in sampling_draw.cuh's order
+  double raw_sum;  // second kernel: sum of exp(l - max) over the segment's raw logits
+};
+
+// The split path's device workspace (launch_sample's split_workspace).
+struct SplitWorkspace {
+  SplitSegment segments[kSamplingSplitMaxRows][kWarps];
+  // Second-kernel CTAs done with the row; the first kernel zeroes it, so no launch depends
+  // on the state the previous one left.
+  uint32_t arrived[kSamplingSplitMaxRows];
+};
+
+// Whether row p may take the split path: it samples (no given token), has no allowed list
+// and no edit, asks no top-N logprobs, and is greedy or has top_k, top_p and min_p off (the
+// one-CTA path's own tests of those settings, negated).
+__device__ __forceinline__ bool takes_split_path(const SamplingRowParams& p, int32_t vocab) {
+  if (p.given_token >= 0 || p.num_allowed > 0 || p.num_edits > 0 || p.num_logprobs > 0) return false;
+  if (p.temperature < kSamplingGreedyTemperature) return true;
+  return !(p.min_p > 0.0f) && !(p.top_k > 0 && p.top_k < vocab) && !(p.top_p < 1.0f);
+}
+
+// A value another CTA of this launch wrote before its __threadfence: read through volatile,
+// from L2, not from a stale L1 line.
+template <typename T>
+__device__ __forceinline__ T load_published(const T& x) {
+  return *const_cast<const volatile T*>(&x);
+}
+
+// Grid (kWarps, rows). Split rows: CTA s reduces segment s. Other rows: the one-CTA path in
+// CTA 0.
+__global__ void __launch_bounds__(kThreads)
+    sample_split_first_kernel(float* __restrict__ logits, int64_t row_stride, int32_t vocab,
+                              const SamplingRowParams* __restrict__ params, const SamplingEdit* __restrict__ edits,
+                              const int32_t* __restrict__ allowed, float* __restrict__ edit_scratch,
+                              SampledToken* __restrict__ out, int32_t* __restrict__ top_tokens,
+                              float* __restrict__ top_logprobs, int32_t top_stride,
+                              SplitWorkspace* __restrict__ workspace) {
+  const int32_t r = blockIdx.y;
+  const int s = blockIdx.x;
+  if (!takes_split_path(params[r], vocab)) {
+    if (s == 0) {
+      sample_one_row(r, logits, row_stride, vocab, params, edits, allowed, edit_scratch, out, top_tokens,
+                     top_logprobs, top_stride);
+    }
+    return;
+  }
+  const float* row = logits + static_cast<int64_t>(r) * row_stride;
+  const DrawSegment seg = sampling::draw_segment(vocab, s);
+  ArgMax best{-INFINITY, INT32_MAX};
+  int nan = 0;
+  sampling::for_each_logit(row + seg.begin, seg.end - seg.begin, [&](int32_t i, float v) {
+    nan |= v != v;
+    if (sampling::better(v, seg.begin + i, best)) best = ArgMax{v, seg.begin + i};
+  });
+  best = sampling::block_argmax(best);
+  nan = sampling::block_all_reduce(nan, sampling::MaxIntOp{});
+  if (threadIdx.x == 0) {
+    workspace->segments[r][s].best = best;
+    workspace->segments[r][s].nan = nan;
+    if (s == 0) workspace->arrived[r] = 0;
+  }
+}
+
+// Grid (kWarps, rows), after the first kernel. Split rows only: the greedy token or the
+// status from the segments' maxima; the draw and the log-sum-exp summed per segment; the
+// last CTA of the row to finish combines them and writes the row's result.
+__global__ void __launch_bounds__(kThreads)
+    sample_split_final_kernel(const float* __restrict__ logits, int64_t row_stride, int32_t vocab,
+                              const SamplingRowParams* __restrict__ params, SampledToken* __restrict__ out,
+                              SplitWorkspace* __restrict__ workspace) {
+  __shared__ DrawShared draw;
+  __shared__ int finishing;
+  const int tid = threadIdx.x;
+  const int32_t r = blockIdx.y;
+  const int s = blockIdx.x;
+  const SamplingRowParams p = params[r];
+  if (!takes_split_path(p, vocab)) return;
+  const float* row = logits + static_cast<int64_t>(r) * row_stride;
+  SplitSegment* segments = workspace->segments[r];
+
+  // The row's largest logit and argmax (the greedy token), the same in every thread.
+  ArgMax best{-INFINITY, INT32_MAX};
+  int nan = 0;
+  for (int k = 0; k < kWarps; ++k) {
+    const ArgMax b = segments[k].best;
+    if (sampling::better(b.value, b.index, best)) best = b;
+    nan |= segments[k].nan;
+  }
+  // The one-CTA path's statuses: greedy rows ignore NaNs, sampled rows refuse them.
+  const bool greedy = p.temperature < kSamplingGreedyTemperature;
+  const float temperature = p.temperature;
+  const float max_p = best.value / temperature;  // division is monotone: the largest processed logit
+  int32_t status = kSampleOk;
+  if (greedy) {
+    if (!(best.value > -INFINITY)) status = kSampleGreedyNoFiniteLogit;
+  } else if (!(max_p > -INFINITY) || max_p == INFINITY) {
+    status = kSampleNoFiniteLogit;
+  } else if (nan) {
+    status = kSampleNotFinite;
+  }
+  const bool draws = !greedy && status == kSampleOk;
+  const bool reports = p.num_logprobs == 0 && status == kSampleOk;
+  if (!draws && !reports) {  // the greedy token or the error: nothing to sum
+    if (s == 0 && tid == 0) out[r] = SampledToken{status == kSampleOk ? best.index : -1, 0.0f, 0, status};
+    return;
+  }
+
+  // This CTA's segment: its draw total (the one-CTA path's sum of it, bit for bit) and its
+  // part of the raw log-sum-exp (any order: a logprob, within 1e-5 of the CPU's).
+  auto weight = [&](int32_t, float v) { return sampling_exp(v / temperature - max_p); };
+  const DrawSegment seg = sampling::draw_segment(vocab, s);
+  double total = 0.0;
+  int32_t last = -1;
+  if (draws) sampling::split_segment_total(row, seg, weight, draw, total, last);
+  double raw_sum = 0.0;
+  if (reports) {
+    const float m = best.value;
+    sampling::for_each_logit(row + seg.begin, seg.end - seg.begin,
+                             [&](int32_t, float v) { raw_sum += sampling_exp(v - m); });
+    raw_sum = sampling::block_all_reduce(raw_sum, AddOp{});
+  }
+  if (tid == 0) {
+    segments[s].total = total;
+    segments[s].last = last;
+    segments[s].raw_sum = raw_sum;
+    __threadfence();  // the partials are visible before the count says so
+    finishing = atomicAdd(&workspace->arrived[r], 1u) == static_cast<uint32_t>(kWarps - 1);
+  }
+  __syncthreads();
+  if (!finishing) return;
+  __threadfence();
+
+  // The last CTA of the row: the draw over the segment totals in segment order, then the
+  // chunk and the token in the chosen segment; then the token's raw logprob and rank.
+  int32_t token = best.index;
+  if (draws) {
+    if (tid < kWarps) {
+      draw.segment_total[tid] = load_published(segments[tid].total);
+      draw.segment_last[tid] = load_published(segments[tid].last);
+    }
+    __syncthreads();
+    if (tid == 0) sampling::choose_segment(draw, counter_uniform(p.seed, p.draw_index));
+    __syncthreads();
+    sampling::split_find_token(row, vocab, weight, draw);
+    __syncthreads();
+    token = draw.token;
+    // Unreachable (the largest logit always has weight 1); never report a -1 token.
+    if (token < 0) status = kSampleNoFiniteLogit;
+  }
+  float logprob = 0.0f;
+  int32_t rank = 0;
+  if (reports && status == kSampleOk) {
+    const float chosen = row[token];
+    int32_t at_least = 0;  // vLLM's rank: the raw logits >= the token's own, itself included
+    sampling::for_each_logit(row, vocab, [&](int32_t, float v) { at_least += v >= chosen; });
+    rank = sampling::block_all_reduce(at_least, AddOp{});
+    if (tid == 0) {
+      double sum = 0.0;
+      for (int k = 0; k < kWarps; ++k) sum += load_published(segments[k].raw_sum);
+      logprob = static_cast<float>(static_cast<double>(chosen) - (static_cast<double>(best.value) + log(sum)));
+    }
+  }
+  if (tid == 0) out[r] = SampledToken{status == kSampleOk ? token : -1, logprob, rank, status};
+}
+
 }  // namespace
+
+size_t sampling_split_workspace_bytes() { return sizeof(SplitWorkspace); }
 
 void launch_sample(float* logits, int64_t row_stride, int32_t rows, int32_t vocab, const SamplingRowParams* params,
                    const SamplingEdit* edits, const int32_t* allowed, bool any_allowed, float* edit_scratch,
                    SampledToken* out, int32_t* top_tokens, float* top_logprobs, int32_t top_stride,
-                   cudaStream_t stream) {
+                   void* split_workspace, cudaStream_t stream) {
   if (vocab <= 0) throw std::invalid_argument("launch_sample: vocab must be positive, got " + std::to_string(vocab));
   if (rows < 0) throw std::invalid_argument("launch_sample: rows must be non-negative, got " + std::to_string(rows));
   if (rows > 1 && row_stride < vocab) {
@@ -558,12 +645,29 @@ void launch_sample(float* logits, int64_t row_stride, int32_t rows, int32_t voca
                                 " bytes of shared memory kept for it (vocab " + std::to_string(vocab) + ")");
   }
   if (rows == 0) return;
+  // The path is chosen from the row count alone (each row's own settings pick between the
+  // split and the one-CTA path on the device), so a captured graph replays at any settings.
+  if (split_workspace == nullptr || rows > kSamplingSplitMaxRows) {
+    if (mask_bytes > 0) {
+      OCTAVO_CUDA_CHECK(cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(mask_bytes)));
+    }
+    sample_kernel<<<rows, kThreads, mask_bytes, stream>>>(logits, row_stride, vocab, params, edits, allowed,
+                                                          edit_scratch, out, top_tokens, top_logprobs, top_stride);
+    OCTAVO_CUDA_CHECK_LAUNCH();
+    return;
+  }
   if (mask_bytes > 0) {
-    OCTAVO_CUDA_CHECK(cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    OCTAVO_CUDA_CHECK(cudaFuncSetAttribute(sample_split_first_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(mask_bytes)));
   }
-  sample_kernel<<<rows, kThreads, mask_bytes, stream>>>(logits, row_stride, vocab, params, edits, allowed,
-                                                        edit_scratch, out, top_tokens, top_logprobs, top_stride);
+  auto* workspace = static_cast<SplitWorkspace*>(split_workspace);
+  const dim3 grid(kWarps, rows);
+  sample_split_first_kernel<<<grid, kThreads, mask_bytes, stream>>>(logits, row_stride, vocab, params, edits,
+                                                                    allowed, edit_scratch, out, top_tokens,
+                                                                    top_logprobs, top_stride, workspace);
+  OCTAVO_CUDA_CHECK_LAUNCH();
+  sample_split_final_kernel<<<grid, kThreads, 0, stream>>>(logits, row_stride, vocab, params, out, workspace);
   OCTAVO_CUDA_CHECK_LAUNCH();
 }
 

@@ -3,11 +3,14 @@
 // sparse edits (bans, logit bias, penalties), greedy or temperature / min_p / top_k /
 // top_p, then a seeded inverse-CDF draw. Rows may instead score a given token (prompt
 // logprobs). One CTA per row, no sort of the vocabulary: the filters find their thresholds
-// by radix-select passes (sampling.cu says how).
+// by radix-select passes (sampling.cu says how). In small batches, rows that need no
+// filter (greedy or plain temperature) are spread over several CTAs instead (the split
+// path), with the same tokens.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace octavo::cuda {
@@ -63,14 +66,30 @@ struct SampledToken {
   int32_t status; // SampleStatus
 };
 
+// The split path is taken in batches of at most this many rows: each row becomes one CTA
+// per draw segment (32 with the production block), so 8 rows are 256 CTAs, two waves of
+// one 1024-thread CTA per SM on an H100 (132 SMs). Larger batches fill the GPU with one
+// CTA per row. launch_sample's split workspace is sized for this many rows.
+constexpr int32_t kSamplingSplitMaxRows = 8;
+
+// Bytes of the split path's device workspace (per-segment partial results and a per-row
+// arrival counter). Plan it once; the kernels reset what they use, so a buffer serves every
+// launch (and graph replay) without clearing.
+size_t sampling_split_workspace_bytes();
+
 // Samples rows tokens. logits are read, edited in place for the sparse edits and restored
 // before the kernel ends: they come back as they went in (rows with a given token are only
 // read). edit_scratch holds the raw values of the edited tokens meanwhile (one float per
 // edit). top_tokens / top_logprobs: row r's min(num_logprobs, vocab) most likely raw tokens
 // (logit descending, then token id ascending) at r * top_stride; top_stride must be at
 // least every row's num_logprobs (clamped to vocab). any_allowed says whether some row has
-// an allowed list (those rows keep a vocab-bit mask in shared memory). Every pointer is
-// device memory. Throws std::invalid_argument for vocab <= 0, negative rows, a row stride
+// an allowed list (those rows keep a vocab-bit mask in shared memory). split_workspace:
+// sampling_split_workspace_bytes() of device memory used by one stream at a time, or null
+// (every row then takes the one-CTA path). With it and rows <= kSamplingSplitMaxRows, the
+// rows with no allowed list, no edit, no top_k/top_p/min_p and num_logprobs <= 0 (greedy
+// or temperature sampling, with the token's logprob and rank when num_logprobs is 0) take
+// the split path: two launches whose grids depend on rows only, no allocation, no host
+// synchronisation. Every pointer is device memory. Throws std::invalid_argument for vocab <= 0, negative rows, a row stride
 // shorter than vocab, or a vocabulary whose mask does not fit in shared memory.
 void launch_sample(float* logits,                     // [rows, vocab], rows row_stride apart
                    int64_t row_stride,                // elements
@@ -83,6 +102,8 @@ void launch_sample(float* logits,                     // [rows, vocab], rows row
                    SampledToken* out,                 // [rows]
                    int32_t* top_tokens,               // [rows, top_stride]
                    float* top_logprobs,               // [rows, top_stride]
-                   int32_t top_stride, cudaStream_t stream);
+                   int32_t top_stride,
+                   void* split_workspace,             // sampling_split_workspace_bytes(), or null
+                   cudaStream_t stream);
 
 }  // namespace octavo::cuda
