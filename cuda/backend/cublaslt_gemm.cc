@@ -231,10 +231,18 @@ void CublasLtGemm::run(int64_t m, int64_t n, int64_t k, const void* x, int64_t x
   if (bias != nullptr) {
     OCTAVO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
-  if (tuning_ && !p.candidates.empty()) {
+  p.used = true;
+  if (in_round_ && p.next_candidate < p.candidates.size()) {
+    const RoundCall call{&p, round_event(), round_event()};
+    OCTAVO_CUDA_CHECK(cudaEventRecord(call.start, stream_));
+    launch(p, p.candidates[p.next_candidate], x, w, y);
+    OCTAVO_CUDA_CHECK(cudaEventRecord(call.stop, stream_));
+    round_calls_.push_back(call);
+    return;
+  }
+  if (tuning_ && !in_round_ && !p.candidates.empty()) {
     // Timing synchronizes, which a stream being recorded into a graph must not do: such a
-    // GEMM keeps the heuristic's pick until an eager call of its shape tunes it (the decode
-    // graphs run every shape eagerly before recording).
+    // GEMM keeps the heuristic's pick until an eager call of its shape tunes it.
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     OCTAVO_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capture));
     if (capture == cudaStreamCaptureStatusNone) tune(p, x, w, y);
