@@ -47,6 +47,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/dependent_launch.cuh"
 #include "common/kernel_dtype.h"
 #include "core/splitmix64.h"
 #include "sampling/sampling_block.cuh"
@@ -530,6 +531,7 @@ __global__ void __launch_bounds__(kThreads)
                               SplitWorkspace* __restrict__ workspace) {
   __shared__ DrawShared draw;
   __shared__ int finishing;
+  wait_for_producer();  // every block, early exits included (dependent_launch.cuh)
   const int tid = threadIdx.x;
   const int32_t r = blockIdx.y;
   const int s = blockIdx.x;
@@ -667,8 +669,9 @@ void launch_sample(float* logits, int64_t row_stride, int32_t rows, int32_t voca
                                                                     allowed, edit_scratch, out, top_tokens,
                                                                     top_logprobs, top_stride, workspace);
   OCTAVO_CUDA_CHECK_LAUNCH();
-  sample_split_final_kernel<<<grid, kThreads, 0, stream>>>(logits, row_stride, vocab, params, out, workspace);
-  OCTAVO_CUDA_CHECK_LAUNCH();
+  // Launched while the first kernel finishes (programmatic dependent launch on sm_90).
+  launch_dependent(sample_split_final_kernel, grid, kThreads, 0, stream, logits, row_stride, vocab, params, out,
+                   workspace);
 }
 
 }  // namespace octavo::cuda
