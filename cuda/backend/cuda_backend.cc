@@ -206,7 +206,7 @@ class CudaBackend final : public Backend {
     const size_t need =
         cuda::paged_attention_workspace_bytes(meta.num_seqs, q_heads, kv_heads, head_dim, meta.max_seq_len);
     // Planned at start-up (plan_attention); only callers that skipped the plan grow it here.
-    if (need > attention_workspace_.bytes()) attention_workspace_ = allocate(need);
+    if (need > attention_workspace_.bytes()) attention_workspace_ = allocate(need, /*zero=*/true);  // counters start at zero
     cuda::launch_paged_attention(out.data, out.row_stride, q.data, q.row_stride, k_cache.data, v_cache.data,
                                  meta.query_start_loc, meta.seq_lens, meta.block_tables, meta.num_seqs,
                                  meta.max_blocks_per_seq, block_size, q.rows(), meta.max_query_len,
@@ -218,7 +218,7 @@ class CudaBackend final : public Backend {
   void plan_attention(int64_t max_num_seqs, int64_t max_seq_len, int64_t q_heads, int64_t kv_heads,
                       int64_t head_dim) override {
     const size_t need = cuda::paged_attention_workspace_bytes(max_num_seqs, q_heads, kv_heads, head_dim, max_seq_len);
-    if (need > attention_workspace_.bytes()) attention_workspace_ = allocate(need);
+    if (need > attention_workspace_.bytes()) attention_workspace_ = allocate(need, /*zero=*/true);  // counters start at zero
   }
 
   void silu_mul(const Tensor& gate_up, Tensor& out) override {

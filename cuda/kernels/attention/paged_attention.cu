@@ -177,6 +177,7 @@ Params make_params(void* out, int64_t out_row_stride, const void* q, int64_t q_r
   // A window longer than any position is no window (seq_lens are int32).
   p.sliding_window = sliding_window > 0 && sliding_window < INT_MAX ? static_cast<int32_t>(sliding_window) : 0;
   p.scale = scale;
+  p.min_split_steps = paged_attention_detail::decode_min_split_steps();
   return p;
 }
 

@@ -29,7 +29,9 @@ size_t paged_attention_workspace_bytes(int64_t max_num_seqs, int64_t q_heads, in
 // max_query_len and max_seq_len must bound the rows' query lengths and seq_lens (they size
 // the grids). head_dim must be 16, 32, 64, 96 or 128. The workspace must hold
 // paged_attention_workspace_bytes(num_seqs, q_heads, kv_heads, head_dim, max_seq_len) bytes
-// (a larger bound is fine). Throws std::invalid_argument for bad shapes.
+// (a larger bound is fine) and be zero-filled before its first use (its first 2 KB are
+// arrival counters that every launch leaves at zero again; the rest is scratch). Throws
+// std::invalid_argument for bad shapes.
 void launch_paged_attention(
     void* out,                     // [num_tokens, q_heads, head_dim], rows out_row_stride apart
     int64_t out_row_stride,        // elements

@@ -8,6 +8,7 @@
 // and the combine kernel defined here.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "attention/paged_attention_internal.cuh"
 
@@ -61,7 +62,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 4)
   const int token = p.query_start_loc[seq];
   if (p.query_start_loc[seq + 1] - token != 1) return;  // prefill or empty row
   const int pos = p.seq_lens[seq] - 1;
-  const DecodeSplit range = decode_split(first_key_pos(pos, p.sliding_window), pos, gridDim.x, split);
+  const DecodeSplit range = decode_split(first_key_pos(pos, p.sliding_window), pos, gridDim.x, split, p.min_split_steps);
   if (split >= range.num_splits) return;
   const int num_splits = range.num_splits;
   const int key_begin = range.key_begin;
@@ -240,28 +241,9 @@ __global__ void paged_decode_combine_kernel(Params p, DecodeWorkspace ws, int gr
   if (p.query_start_loc[seq + 1] - token != 1) return;
   const int pos = p.seq_lens[seq] - 1;
   const int num_splits =
-      decode_split(first_key_pos(pos, p.sliding_window), pos, grid_splits, 0).num_splits;
+      decode_split(first_key_pos(pos, p.sliding_window), pos, grid_splits, 0, p.min_split_steps).num_splits;
   if (num_splits == 1) return;  // the decode kernel wrote the output itself
-
-  const int64_t row0 = int64_t{seq} * grid_splits * p.q_heads + head;
-  const int64_t row_step = p.q_heads;
-  float m = -INFINITY;
-  for (int s = 0; s < num_splits; ++s) m = fmaxf(m, ws.max[row0 + s * row_step]);
-  float l = 0.0f;
-  for (int s = 0; s < num_splits; ++s) {
-    const int64_t row = row0 + s * row_step;
-    l += ws.sum[row] * expf(ws.max[row] - m);
-  }
-  const int D = p.head_dim;
-  T* out = static_cast<T*>(p.out) + int64_t{token} * p.out_row_stride + int64_t{head} * D;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float o = 0.0f;
-    for (int s = 0; s < num_splits; ++s) {
-      const int64_t row = row0 + s * row_step;
-      o += expf(ws.max[row] - m) * ws.acc[row * D + d];
-    }
-    out[d] = from_float<T>(o / l);
-  }
+  merge_decode_splits<T>(p, ws, seq, token, head, head + 1, num_splits, grid_splits, threadIdx.x, blockDim.x);
 }
 
 template <typename T, int D, int kMaxGroup>
@@ -288,13 +270,23 @@ void launch_decode_for_dim(const Params& p, int num_splits, const DecodeWorkspac
 DecodeWorkspace carve_decode_workspace(void* workspace, int64_t num_seqs, int64_t q_heads,
                                        int64_t head_dim, int64_t grid_splits) {
   const int64_t rows = num_seqs * grid_splits * q_heads;
-  float* base = static_cast<float*>(workspace);
-  return {base, base + rows * head_dim, base + rows * head_dim + rows};
+  unsigned* counters = static_cast<unsigned*>(workspace);
+  float* base = reinterpret_cast<float*>(static_cast<char*>(workspace) + kDecodeCounterBytes);
+  return {counters, base, base + rows * head_dim, base + rows * head_dim + rows};
+}
+
+int decode_min_split_steps() {
+  static const int steps = [] {
+    const char* v = std::getenv("OCTAVO_DECODE_SPLIT_KEYS");
+    const int keys = v != nullptr ? std::atoi(v) : 0;
+    return keys >= kDecodeStepKeys && keys % kDecodeStepKeys == 0 ? keys / kDecodeStepKeys : kMinSplitSteps;
+  }();
+  return steps;
 }
 
 int choose_decode_splits(int64_t num_seqs, int64_t kv_heads, int64_t max_context) {
   const int64_t steps = ceil_div(std::max<int64_t>(max_context, 1), kDecodeStepKeys);
-  const int64_t by_length = ceil_div(steps, kMinSplitSteps);
+  const int64_t by_length = ceil_div(steps, decode_min_split_steps());
   const int64_t wanted = ceil_div(kTargetDecodeBlocks, std::max<int64_t>(num_seqs * kv_heads, 1));
   return static_cast<int>(std::max<int64_t>(1, std::min({by_length, wanted, kMaxDecodeSplits})));
 }
@@ -302,7 +294,7 @@ int choose_decode_splits(int64_t num_seqs, int64_t kv_heads, int64_t max_context
 size_t decode_workspace_bytes(int64_t num_seqs, int64_t q_heads, int64_t head_dim,
                               int64_t num_splits) {
   if (num_splits <= 1) return 0;
-  return static_cast<size_t>(num_seqs * num_splits * q_heads * (head_dim + 2)) * sizeof(float);
+  return kDecodeCounterBytes + static_cast<size_t>(num_seqs * num_splits * q_heads * (head_dim + 2)) * sizeof(float);
 }
 
 template <typename T>

@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   if (p.query_start_loc[seq + 1] - token != 1) return;  // prefill or empty row
   const int pos = p.seq_lens[seq] - 1;
   const int first = first_key_pos(pos, p.sliding_window);
-  const DecodeSplit range = decode_split(first, pos, gridDim.x, split);
+  const DecodeSplit range = decode_split(first, pos, gridDim.x, split, p.min_split_steps);
   if (split >= range.num_splits) return;
 
   const int tid = threadIdx.x;
@@ -280,11 +280,27 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int64_t row = (int64_t{seq} * gridDim.x + split) * p.q_heads + head0 + r;
       ws.acc[row * D + d] = acc;
       if (d == 0) {
-        ws.max[row] = m * kLn2;  // the combine kernel works in natural-log units
+        ws.max[row] = m * kLn2;  // the merge works in natural-log units
         ws.sum[row] = l;
       }
     }
   }
+  if (range.num_splits == 1) return;
+
+  // The last of the row's splits to get here (for this kv head) merges them all: no combine
+  // kernel, so no launch for it after every layer's attention.
+  __shared__ int s_last;
+  __threadfence();  // this block's partials are visible before its arrival is counted
+  __syncthreads();
+  if (tid == 0) {
+    unsigned* counter = ws.counters + int64_t{seq} * p.kv_heads + kv_head;
+    s_last = atomicAdd(counter, 1u) == static_cast<unsigned>(range.num_splits - 1);
+    if (s_last) *counter = 0u;  // every split has arrived: ready for the next launch
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  merge_decode_splits<T>(p, ws, seq, token, head0, head0 + group, range.num_splits, gridDim.x, tid, kThreads);
 #else
   __trap();  // mma.sync with bf16 needs sm_80; the host never picks this path below it
 #endif
@@ -324,7 +340,6 @@ void launch_decode_mma(const Params& p, int num_splits, void* workspace, cudaStr
     case 128: launch_decode_mma_for<T, 128>(p, num_splits, ws, stream); break;
     default: throw std::invalid_argument("paged_attention decode: unsupported head_dim");
   }
-  launch_decode_combine<T>(p, num_splits, ws, stream);
 }
 
 template void launch_decode_mma<__half>(const Params&, int, void*, cudaStream_t);

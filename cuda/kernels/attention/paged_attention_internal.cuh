@@ -38,6 +38,7 @@ struct Params {
   int32_t sliding_window;  // <= 0: none
   float scale;
   bool out_vec16;          // out and its row stride allow 16-byte stores
+  int32_t min_split_steps; // decode: a split covers at least this many 16-key steps
 };
 
 // First position a query at `pos` attends to.
@@ -144,23 +145,25 @@ void launch_simple(const Params& p, RowFilter rows, cudaStream_t stream);
 
 // Decode paths (rows with exactly one query). A row's context [first, pos] is cut into steps
 // of kDecodeStepKeys keys aligned to absolute positions (step s: keys [16 s, 16 s + 16)),
-// and the steps into splits of at least kMinSplitSteps steps; each (row, kv head, split) is
-// one block, and a combine kernel merges a row's splits through the workspace.
+// and the steps into splits of at least p.min_split_steps steps; each (row, kv head, split)
+// is one block. The last split of a (row, kv head) to finish merges the splits through the
+// workspace (tensor-core decode); the CUDA-core decode leaves that to a combine kernel.
 constexpr int kDecodeStepKeys = 16;
-// 256 keys: short contexts need no combine. (64 keys was measured on the H100 and lost:
-// batch-1 decode at ~190 keys took 5.7 + 3.7 us with the combine, against 6.8 + 1.7.)
+// 256 keys by default (decode_min_split_steps): short contexts then need no merge at all.
+// OCTAVO_DECODE_SPLIT_KEYS (a multiple of 16) overrides it, for measurements.
 constexpr int kMinSplitSteps = 16;
+int decode_min_split_steps();
 struct DecodeSplit {
   int num_splits;  // non-empty splits of this row (<= the grid's)
   int key_begin;   // this split's keys: [key_begin, key_end), within [first, pos]
   int key_end;
 };
 // The decode, tensor-core decode and combine kernels must agree, hence one function.
-__device__ __forceinline__ DecodeSplit decode_split(int first, int pos, int grid_splits,
-                                                    int split) {
+__device__ __forceinline__ DecodeSplit decode_split(int first, int pos, int grid_splits, int split,
+                                                    int min_split_steps) {
   const int step0 = first / kDecodeStepKeys;
   const int steps = pos / kDecodeStepKeys - step0 + 1;
-  const int per = max((steps + grid_splits - 1) / grid_splits, kMinSplitSteps);
+  const int per = max((steps + grid_splits - 1) / grid_splits, min_split_steps);
   DecodeSplit s;
   s.num_splits = (steps + per - 1) / per;
   s.key_begin = max(first, (step0 + split * per) * kDecodeStepKeys);
@@ -168,15 +171,51 @@ __device__ __forceinline__ DecodeSplit decode_split(int first, int pos, int grid
   return s;
 }
 
-// Workspace rows: (seq, split, q head), each with head_dim accumulator floats, a max (natural
-// log units) and a sum.
+// The workspace: arrival counters, one per (row, kv head), then rows (seq, split, q head),
+// each with head_dim accumulator floats, a max (natural log units) and a sum. A row splits
+// only while num_seqs * kv_heads < kDecodeCounterSlots (choose_decode_splits), so that many
+// counters always suffice. They must be zero before the first launch (the backend allocates
+// the workspace zeroed); the merging block puts its counter back to zero.
+constexpr int64_t kDecodeCounterSlots = 512;
+constexpr size_t kDecodeCounterBytes = kDecodeCounterSlots * sizeof(unsigned);
 struct DecodeWorkspace {
-  float* acc;  // [num_seqs, grid_splits, q_heads, head_dim]
-  float* max;  // [num_seqs, grid_splits, q_heads]
-  float* sum;  // [num_seqs, grid_splits, q_heads]
+  unsigned* counters;  // [num_seqs, kv_heads]
+  float* acc;          // [num_seqs, grid_splits, q_heads, head_dim]
+  float* max;          // [num_seqs, grid_splits, q_heads]
+  float* sum;          // [num_seqs, grid_splits, q_heads]
 };
 DecodeWorkspace carve_decode_workspace(void* workspace, int64_t num_seqs, int64_t q_heads,
                                        int64_t head_dim, int64_t grid_splits);
+
+// out[token, h] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s over the row's num_splits
+// splits, for the heads [head_begin, head_end), the calling threads taking (head, column)
+// items tid, tid + nthreads, ... The workspace is read through volatile loads: in the
+// tensor-core decode the partials come from other blocks of the same launch.
+template <typename T>
+__device__ void merge_decode_splits(const Params& p, const DecodeWorkspace& ws, int seq, int token,
+                                    int head_begin, int head_end, int num_splits, int grid_splits,
+                                    int tid, int nthreads) {
+  const int D = p.head_dim;
+  const volatile float* acc = ws.acc;
+  const volatile float* mx = ws.max;
+  const volatile float* sm = ws.sum;
+  T* out = static_cast<T*>(p.out) + int64_t{token} * p.out_row_stride;
+  const int items = (head_end - head_begin) * D;
+  for (int i = tid; i < items; i += nthreads) {
+    const int head = head_begin + i / D, d = i % D;
+    const int64_t row0 = int64_t{seq} * grid_splits * p.q_heads + head;
+    float m = -INFINITY;
+    for (int s = 0; s < num_splits; ++s) m = fmaxf(m, mx[row0 + s * p.q_heads]);
+    float l = 0.0f, o = 0.0f;
+    for (int s = 0; s < num_splits; ++s) {
+      const int64_t row = row0 + s * p.q_heads;
+      const float f = expf(mx[row] - m);
+      l += sm[row] * f;
+      o += f * acc[row * D + d];
+    }
+    out[int64_t{head} * D + d] = from_float<T>(o / l);
+  }
+}
 
 // CUDA cores, any dtype: group <= kMaxDecodeGroup, head_dim in {32, 64, 96, 128},
 // power-of-two block_size, 16-byte aligned q and caches.
@@ -190,7 +229,8 @@ int choose_decode_splits(int64_t num_seqs, int64_t kv_heads, int64_t max_context
 // Workspace bytes for num_splits splits (0 when num_splits == 1).
 size_t decode_workspace_bytes(int64_t num_seqs, int64_t q_heads, int64_t head_dim,
                               int64_t num_splits);
-// Both launch the combine kernel when num_splits > 1.
+// launch_decode launches the combine kernel when num_splits > 1; the tensor-core decode merges
+// in its last block.
 template <typename T>
 void launch_decode(const Params& p, int num_splits, void* workspace, cudaStream_t stream);
 size_t decode_mma_smem_bytes(int64_t head_dim);
