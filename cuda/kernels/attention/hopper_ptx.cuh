@@ -7,7 +7,8 @@
 //   visible to wgmma's async proxy), named barriers, setmaxnreg.
 // Descriptors and fragment layouts: wgmma_layout.h. Every function here needs sm_90a (wgmma,
 // setmaxnreg) or sm_90 (the rest); only the kernel body guarded by __CUDA_ARCH_FEAT_SM90_ALL
-// calls them. Not emulated (tests/cuda_emulation runs the other kernels).
+// calls them. tests/cuda_emulation/cuda_emulation.h implements the same functions on the CPU
+// emulator (wgmma groups run at the wait that retires them, mbarriers by phase).
 #pragma once
 
 #include <cuda_bf16.h>
