@@ -10,9 +10,10 @@
 // - warpgroup 0, the producer (setmaxnreg 24 registers): streams K and V tiles into a
 //   kStages-deep ring of shared-memory stages with cp.async (16 bytes per thread and copy: a
 //   paged cache with 16-token blocks has no contiguous 128-key tile for TMA). Per tile, each
-//   producer thread looks up one key's cache slot in the block table (into a small table in
-//   shared memory, one tile ahead), then copies its 16-byte column of 16 (head_dim 128) rows
-//   of K and of V into the 128-byte-swizzled layout wgmma reads (wgmma_layout.h). Completion is
+//   producer thread looks up one key's cache slot in the block table (read one tile ahead,
+//   shared through a small table in shared memory), then copies its 16-byte column of 16
+//   (head_dim 128) rows of K and of V into the 128-byte-swizzled layout wgmma reads
+//   (wgmma_layout.h). Completion is
 //   signalled per thread with cp.async.mbarrier.arrive.noinc on the stage's "full" mbarrier
 //   (K and V have their own barriers, so S = Q K^T can start before V lands); the producer
 //   waits on the stage's "empty" mbarriers (one arrival per consumer thread) before reuse.
@@ -41,9 +42,13 @@
 // released without arithmetic; a warpgroup whose rows are all past the row's end only
 // releases stages.
 //
-// Only sm_90a has wgmma and setmaxnreg: the body is compiled for __CUDA_ARCH_FEAT_SM90_ALL and
-// traps elsewhere; the host picks this path only on compute capability 9.0 when the binary
-// carries sm_90a code (prefill_wgmma_supported).
+// Only sm_90a has wgmma and setmaxnreg: the body is compiled for __CUDA_ARCH_FEAT_SM90_ALL (and
+// the CPU emulator, tests/cuda_emulation) and traps elsewhere; the host picks this path only on
+// compute capability 9.0 when the binary carries sm_90a code (prefill_wgmma_compiled).
+// The softmax of tile i runs while P V of tile i - 1 is on the tensor cores, but no wgmma or
+// wgmma wait sits under a data-dependent branch: ptxas serializes every wgmma of a kernel when
+// it cannot prove each group is retired on every path (its C7514/C7518 warnings), hence the
+// peeled first tile.
 #include <cmath>
 
 #include "attention/hopper_ptx.cuh"
@@ -61,7 +66,7 @@ constexpr int kThreads = kWarpgroup * (1 + kConsumers);  // 384
 constexpr int kBlockM = 64 * kConsumers;               // rows per block: wgmma's M per consumer
 constexpr int kBlockN = 128;                           // keys per tile: wgmma's N of S = Q K^T
 // K/V ring depth: 2 x 64 KB at head_dim 128, as FlashAttention-3 at this tile size (a third
-// stage would still fit the 227 KB but leaves no room to grow; untuned on the H100).
+// stage would need 229 KB with Q, past the 227 KB a block may have).
 constexpr int kStages = 2;
 // Registers per thread after setmaxnreg: 128 x 24 + 256 x 240 = the 384 x 168 the launch
 // bounds give a block (FlashAttention-3's split for two consumer warpgroups).
