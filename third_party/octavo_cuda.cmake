@@ -45,8 +45,9 @@ endif()
 
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
   # Ampere and Hopper, the GPUs octavo targets (set before enable_language, which would
-  # otherwise pick nvcc's own default, sm_75 for CUDA 13).
-  set(CMAKE_CUDA_ARCHITECTURES 80 90)
+  # otherwise pick nvcc's own default, sm_75 for CUDA 13). Hopper as 90a, the arch-specific
+  # target: wgmma and setmaxnreg (the Hopper prefill kernel) exist only there.
+  set(CMAKE_CUDA_ARCHITECTURES 80 90a)
 endif()
 # One CUDA runtime, the shared one, for nvcc-linked code and host code alike.
 set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
@@ -59,5 +60,13 @@ target_include_directories(octavo_cublaslt INTERFACE ${OCTAVO_CUBLASLT_INCLUDE})
 target_link_libraries(octavo_cublaslt INTERFACE ${OCTAVO_CUBLASLT_LIBRARY})
 add_library(octavo::cublaslt ALIAS octavo_cublaslt)
 get_filename_component(OCTAVO_CUBLASLT_LIBDIR ${OCTAVO_CUBLASLT_LIBRARY} DIRECTORY)
+# The Hopper prefill kernel (paged_attention_prefill_wgmma.cu) is compiled only for sm_90a; the
+# host side may pick it only when this binary carries sm_90a code.
+set(OCTAVO_CUDA_HAS_SM90A OFF)
+foreach(_arch IN LISTS CMAKE_CUDA_ARCHITECTURES)
+  if(_arch MATCHES "^90a")
+    set(OCTAVO_CUDA_HAS_SM90A ON)
+  endif()
+endforeach()
 set(OCTAVO_WITH_CUDA ON)
-message(STATUS "octavo: CUDA backend ON (archs ${CMAKE_CUDA_ARCHITECTURES}, cuBLASLt ${OCTAVO_CUBLASLT_LIBRARY})")
+message(STATUS "octavo: CUDA backend ON (archs ${CMAKE_CUDA_ARCHITECTURES}, sm_90a kernels ${OCTAVO_CUDA_HAS_SM90A}, cuBLASLt ${OCTAVO_CUBLASLT_LIBRARY})")

@@ -23,6 +23,8 @@
 #include <memory>
 #include <vector>
 #include <algorithm>
+#include <map>
+#include <stdexcept>
 #include "common/kernel_dtype.h"
 #undef OCTAVO_CUDA_CHECK_LAUNCH
 #define OCTAVO_CUDA_CHECK_LAUNCH() ((void)0)
@@ -47,6 +49,17 @@ inline int max(int a, int b) { return a > b ? a : b; }
 struct EmuJmp { jmp_buf b; };
 struct EmuCopy { void* dst; unsigned char bytes[16]; };
 struct EmuBar { int count = 0, arrived = 0; long gen = 0; };
+struct EmuMbar { int expected = 0, pending = 0; unsigned phase = 0; };
+// One wgmma.mma_async of one thread, run when a wgmma.wait_group retires its group: its
+// accumulators (the thread's registers), its shared-memory operands (read then, so a stage
+// released or refilled too early shows up), A's rows from registers (gathered at issue).
+struct EmuWgmma {
+  float* d;
+  int n_regs;
+  bool accumulate, a_in_regs, trans_b, bf16;
+  uint64_t desc_a, desc_b;
+  float a[2][16];
+};
 struct EmuState {
   std::vector<ucontext_t> ctx;   // first entry of each fiber
   std::vector<EmuJmp> jb;        // where each started fiber resumes
@@ -66,6 +79,12 @@ struct EmuState {
   // cp.async: per thread, the copies not yet committed and the committed groups in flight.
   std::vector<std::vector<EmuCopy>> open_copies;
   std::vector<std::vector<std::vector<EmuCopy>>> copy_groups;
+  // hopper_ptx.cuh: mbarriers by shared address, named barriers, and per thread the wgmma
+  // operations not yet committed and the committed groups not yet waited for.
+  std::map<uint32_t, EmuMbar> mbars;
+  std::vector<EmuBar> named_bars;
+  std::vector<std::vector<EmuWgmma>> wgmma_open;
+  std::vector<std::vector<std::vector<EmuWgmma>>> wgmma_groups;
 };
 inline EmuState& emu() { static EmuState s; return s; }
 inline uint3 emu_threadIdx;
@@ -145,6 +164,10 @@ void emu_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cu
     e.coll_count.assign(nt, 0u);
     e.open_copies.assign(nt, {});
     e.copy_groups.assign(nt, {});
+    e.mbars.clear();
+    e.named_bars.assign(16, EmuBar{});
+    e.wgmma_open.assign(nt, {});
+    e.wgmma_groups.assign(nt, {});
     e.started.assign(nt, 0);
     for (int t = 0; t < nt; ++t) {
       e.done[t] = 0;
@@ -292,5 +315,149 @@ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b
     d[i] = acc;
   }
   emu_coll_done();
+}
+}  // namespace octavo::cuda::ptx
+
+// ---- hopper_ptx.cuh on the emulator -----------------------------------------------------
+// Shared addresses are offsets into the emulated dynamic shared memory plus kEmuSmemBase, 16
+// bytes past a 1024-byte boundary, so a kernel that needs 1024-byte alignment must align.
+// cp.async copies land at the thread's next cp.async.mbarrier.arrive or wait_all; mbarrier
+// waits spin (yielding) on the phase; wgmma operations run when a wait_group retires their
+// group, reading shared memory through the descriptors by the canonical 128-byte-swizzle
+// layouts (a model of the hardware, the one tests/cpp/wgmma_layout_test.cc checks the
+// kernel's layout against), so a result read before its wait is stale and a stage released
+// before its wait is read after the producer poisoned it.
+#include "attention/wgmma_layout.h"
+namespace octavo::cuda::ptx {
+constexpr uint32_t kEmuSmemBase = 0x410;
+inline uint32_t smem_addr(const void* p) {
+  return kEmuSmemBase + (uint32_t)((const unsigned char*)p - (const unsigned char*)emu().dyn_smem.data());
+}
+inline unsigned char* emu_smem_ptr(uint32_t a, size_t bytes) {
+  auto& e = emu();
+  if (a < kEmuSmemBase || a - kEmuSmemBase + bytes > e.dyn_smem.size() * sizeof(float))
+    throw std::runtime_error("emu: shared address out of the dynamic shared memory");
+  return (unsigned char*)e.dyn_smem.data() + (a - kEmuSmemBase);
+}
+inline void emu_deliver_copies() {
+  auto& e = emu();
+  const int t = threadIdx.x;
+  for (auto& g : e.copy_groups[t]) for (const EmuCopy& c : g) std::memcpy(c.dst, c.bytes, 16);
+  e.copy_groups[t].clear();
+  for (const EmuCopy& c : e.open_copies[t]) std::memcpy(c.dst, c.bytes, 16);
+  e.open_copies[t].clear();
+}
+inline void cp_async_16_shared(uint32_t dst, const void* src, bool valid) {
+  cp_async_16(emu_smem_ptr(dst, 16), src, valid);
+}
+inline void cp_async_wait_all() { emu_deliver_copies(); }
+inline void mbarrier_init(uint32_t bar, uint32_t count) {
+  emu_smem_ptr(bar, 8);
+  if (bar % 8) throw std::runtime_error("emu: misaligned mbarrier");
+  emu().mbars[bar] = EmuMbar{(int)count, (int)count, 0};
+}
+inline void fence_mbarrier_init() {}
+inline EmuMbar& emu_mbar(uint32_t bar) {
+  auto it = emu().mbars.find(bar);
+  if (it == emu().mbars.end()) throw std::runtime_error("emu: mbarrier used before init");
+  return it->second;
+}
+inline void mbarrier_arrive(uint32_t bar) {
+  EmuMbar& m = emu_mbar(bar);
+  if (--m.pending == 0) { ++m.phase; m.pending = m.expected; }
+}
+inline void mbarrier_wait(uint32_t bar, uint32_t parity) {
+  long spins = 0;
+  while ((emu_mbar(bar).phase & 1u) == (parity & 1u)) {
+    if (++spins > 2000000) throw std::runtime_error("emu: mbarrier wait never completes (deadlock)");
+    emu_yield();
+  }
+}
+inline void cp_async_mbarrier_arrive(uint32_t bar) {
+  emu_deliver_copies();
+  mbarrier_arrive(bar);
+}
+inline void fence_proxy_async_shared() {}
+inline void named_barrier_sync(int id, int threads) {
+  EmuBar& b = emu().named_bars.at(id);
+  if (b.count == 0) b.count = threads;
+  if (b.count != threads) throw std::runtime_error("emu: named barrier used with two thread counts");
+  emu_wait(b);
+}
+template <int kRegs> void setmaxnreg_dec() {}
+template <int kRegs> void setmaxnreg_inc() {}
+template <int N> void fence_operands(float (&)[N]) {}
+template <int N> void fence_operands(uint32_t (&)[N]) {}
+inline void wgmma_fence() {}
+inline void wgmma_commit() {
+  auto& e = emu();
+  e.wgmma_groups[threadIdx.x].push_back(std::move(e.wgmma_open[threadIdx.x]));
+  e.wgmma_open[threadIdx.x].clear();
+}
+// The model of how wgmma addresses a 128-byte-swizzled operand: element (mn, k) of a k-step.
+inline uint32_t emu_wgmma_address(uint64_t desc, int mn, int k, bool mn_major) {
+  if ((desc >> 62) != 1 || ((desc >> 49) & 7) != 0) throw std::runtime_error("emu: only 128-byte swizzle, base offset 0");
+  const uint32_t start = (uint32_t)(desc & 0x3FFF) << 4, lbo = (uint32_t)((desc >> 16) & 0x3FFF) << 4,
+                 sbo = (uint32_t)((desc >> 32) & 0x3FFF) << 4;
+  const uint32_t a = mn_major ? start + (mn % 64) * 2 + (mn / 64) * lbo + (k % 8) * 128 + (k / 8) * sbo
+                              : start + (mn % 8) * 128 + (mn / 8) * sbo + k * 2;
+  return a ^ (((a >> 7) & 7) << 4);
+}
+inline float emu_wgmma_load(uint32_t addr, bool bf16) {
+  const uint16_t bits = emu_ld16(emu_smem_ptr(addr, 2), 0);
+  return bf16 ? emu_bits_to_float(bits, (__nv_bfloat16*)nullptr) : emu_bits_to_float(bits, (__half*)nullptr);
+}
+inline void emu_run_wgmma(const EmuWgmma& op) {
+  const int tid = threadIdx.x % 128;
+  const int row0 = wgmma::accumulator_element(tid, 0).row;
+  for (int i = 0; i < op.n_regs; ++i) {
+    const wgmma::RowCol rc = wgmma::accumulator_element(tid, i);
+    float acc = op.accumulate ? op.d[i] : 0.0f;
+    for (int k = 0; k < 16; ++k) {
+      const float a = op.a_in_regs ? op.a[rc.row == row0 ? 0 : 1][k]
+                                   : emu_wgmma_load(emu_wgmma_address(op.desc_a, rc.row, k, false), op.bf16);
+      const float b = emu_wgmma_load(emu_wgmma_address(op.desc_b, rc.col, k, op.trans_b), op.bf16);
+      acc += a * b;
+    }
+    op.d[i] = acc;
+  }
+}
+template <int N>
+void wgmma_wait() {
+  auto& groups = emu().wgmma_groups[threadIdx.x];
+  while (groups.size() > static_cast<size_t>(N)) {
+    for (const EmuWgmma& op : groups.front()) emu_run_wgmma(op);
+    groups.erase(groups.begin());
+  }
+}
+template <typename T>
+void wgmma_m64n128k16_ss(float (&d)[64], uint64_t desc_a, uint64_t desc_b, uint32_t accumulate) {
+  EmuWgmma op{};
+  op.d = d; op.n_regs = 64; op.accumulate = accumulate != 0; op.a_in_regs = false; op.trans_b = false;
+  op.bf16 = std::is_same_v<T, __nv_bfloat16>; op.desc_a = desc_a; op.desc_b = desc_b;
+  emu().wgmma_open[threadIdx.x].push_back(op);
+}
+// A from registers: every lane publishes its four registers; each keeps the 16 elements of
+// its two rows (wgmma::a_fragment_element says who holds what).
+template <typename T, int N>
+void wgmma_m64nNk16_rs(float (&d)[N], const uint32_t (&a)[4], uint64_t desc_b) {
+  EmuWgmma op{};
+  op.d = d; op.n_regs = N; op.accumulate = true; op.a_in_regs = true; op.trans_b = true;
+  op.bf16 = std::is_same_v<T, __nv_bfloat16>; op.desc_b = desc_b;
+  emu_coll_publish(a, sizeof a);
+  const int tid = threadIdx.x % 128, warp = tid / 32;
+  const int row0 = wgmma::accumulator_element(tid, 0).row;
+  for (int lane = 0; lane < 32; ++lane) {
+    const uint32_t* slot = emu_coll_slot(lane);
+    for (int e = 0; e < 8; ++e) {
+      const wgmma::RowCol rc = wgmma::a_fragment_element(32 * warp + lane, e);
+      const uint16_t bits = (uint16_t)(slot[e / 2] >> (16 * (e % 2)));
+      const float v = emu_bits_to_float(bits, (T*)nullptr);
+      if (rc.row == row0) op.a[0][rc.col] = v;
+      if (rc.row == row0 + 8) op.a[1][rc.col] = v;
+    }
+  }
+  emu_coll_done();
+  emu().wgmma_open[threadIdx.x].push_back(op);
 }
 }  // namespace octavo::cuda::ptx

@@ -36,15 +36,18 @@ g++ -o "$work/test" "${objs[@]}" "$work/test.o"
 sampling_objs=("$work/sampling_test.o" "$work/cpu_sampling.o" "$work/tensor.o" "$work/dtype.o" "$work/sampling_pack.o")
 g++ -o "$work/sampling_1024" "$work/sampling_1024.o" "${sampling_objs[@]}"
 g++ -o "$work/sampling_128" "$work/sampling_128.o" "${sampling_objs[@]}"
-# The default paths (tensor-core decode, FlashAttention-2-style prefill), then the classic
-# CUDA-core decode and wmma prefill (paged_attention.cu: OCTAVO_CLASSIC_ATTENTION).
-for classic in 0 1; do
-  export OCTAVO_CLASSIC_ATTENTION=$classic
+# The default paths on the emulated sm_90 (tensor-core decode, the wgmma FlashAttention-3-style
+# prefill), the FlashAttention-2-style prefill (OCTAVO_PREFILL_FLASH, the sm_80 default), then
+# the classic CUDA-core decode and wmma prefill (paged_attention.cu: OCTAVO_CLASSIC_ATTENTION).
+for mode in wgmma flash classic; do
+  export OCTAVO_PREFILL_FLASH=$([ $mode = flash ] && echo 1 || echo 0)
+  export OCTAVO_CLASSIC_ATTENTION=$([ $mode = classic ] && echo 1 || echo 0)
+  echo "== prefill: $mode"
   "$work/test" 0 1 fixed
   "$work/test" 0 "${2:-1}" long   # multi-tile prefill, many-split decode, groups 1..16
   "$work/test" "${1:-20}" "${2:-1}"
 done
-unset OCTAVO_CLASSIC_ATTENTION
+unset OCTAVO_CLASSIC_ATTENTION OCTAVO_PREFILL_FLASH
 EMU_SMEM=80000 "$work/test" 6 "${2:-1}"   # fp16/bf16 prefill on the CUDA-core tiles
 EMU_SMEM=40000 "$work/test" 4 "${2:-1}"   # prefill on the simple kernel
 "$work/sampling_128" "${1:-20}" "${2:-1}"   # many cases on 128-thread blocks

@@ -14,6 +14,9 @@
 #include <string>
 #include <vector>
 
+#include <cuda_runtime.h>
+
+#include "attention/paged_attention.h"
 #include "backend/backend.h"
 #include "model/dummy_weights.h"
 #include "model/model_config.h"
@@ -459,6 +462,10 @@ TEST_P(BackendOpsTest, PagedAttentionLongRowsMatchCpu) {
       {32, 2, 64, 8, 100, {{700, 200}, {2999, 1}, {99, 1}, {0, 129}}},
       {8, 8, 128, 64, 0, {{0, 257}, {2048, 1}, {0, 3}}},
       {10, 2, 64, 32, 1000, {{2000, 150}, {2499, 1}, {1000, 1}}},
+      // Llama-3-8B's group 4 at head_dim 128: rows over several 128-key tiles, cached context
+      // before a chunk, a window that starts mid-tile, ragged lengths.
+      {32, 8, 128, 16, 0, {{1000, 300}, {0, 700}, {33, 97}, {5000, 1}, {0, 2}}},
+      {32, 8, 128, 16, 257, {{1000, 300}, {0, 700}, {33, 97}, {5000, 1}}},
   };
   for (const Case& c : cases) {
     const int64_t d = c.head_dim;
@@ -497,6 +504,82 @@ TEST_P(BackendOpsTest, PagedAttentionLongRowsMatchCpu) {
     expect_close(got, want, "long rows, heads " + std::to_string(c.q_heads) + "/" + std::to_string(c.kv_heads) +
                                 " dim " + std::to_string(d) + " block " + std::to_string(c.block_size) +
                                 " window " + std::to_string(c.window));
+  }
+}
+
+// The prefill kernels against each other on the same device inputs, each output poisoned
+// first: the Hopper wgmma kernel (sm_90a only; skips elsewhere) against prefill_flash and the
+// simple one-warp-per-(query, head) kernel, through launch_paged_attention's PrefillKernel
+// choice. Rows longer than one 128-row tile, cached context before them, GQA groups 1, 4, 8
+// and 16, windows starting mid-tile, block sizes 8 to 64, lengths off every tile size.
+TEST_P(BackendOpsTest, WgmmaPrefillMatchesFlashAndSimpleKernels) {
+  const DType dt = GetParam();
+  if (dt == DType::kFloat32) GTEST_SKIP() << "the tensor-core prefill kernels are fp16/bf16 only";
+  struct Case {
+    int64_t q_heads, kv_heads, head_dim, block_size;
+    int32_t window;
+    std::vector<std::pair<int32_t, int32_t>> rows;  // (context before this step, new tokens)
+  };
+  const std::vector<Case> cases = {
+      {32, 8, 128, 16, 0, {{0, 777}, {300, 130}, {4096, 1}, {16, 2}, {0, 3}}},
+      {32, 8, 128, 16, 200, {{900, 400}, {0, 129}, {5, 1}}},
+      {8, 8, 128, 32, 0, {{100, 200}, {0, 64}, {7, 65}}},
+      {32, 4, 128, 64, 1000, {{3000, 260}, {0, 33}}},
+      {32, 4, 64, 16, 0, {{500, 250}, {0, 17}}},
+      {16, 1, 64, 8, 77, {{50, 300}, {1, 1}}},
+  };
+  const cuda::KernelDType kdt = dt == DType::kFloat16 ? cuda::KernelDType::kFloat16 : cuda::KernelDType::kBFloat16;
+  for (const Case& c : cases) {
+    const int64_t d = c.head_dim;
+    int64_t tokens = 0, max_blocks = 0;
+    int32_t max_q = 0;
+    std::vector<int32_t> qsl = {0}, seq_lens;
+    for (auto [ctx, n] : c.rows) {
+      tokens += n;
+      qsl.push_back(static_cast<int32_t>(tokens));
+      seq_lens.push_back(ctx + n);
+      max_q = std::max(max_q, n);
+      max_blocks = std::max<int64_t>(max_blocks, (ctx + n + c.block_size - 1) / c.block_size);
+    }
+    const int32_t max_seq = *std::max_element(seq_lens.begin(), seq_lens.end());
+    const int64_t num_blocks = max_blocks * static_cast<int64_t>(c.rows.size()) + 3;
+    std::vector<int32_t> perm(num_blocks);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng_);
+    std::vector<int32_t> tables(c.rows.size() * max_blocks);
+    std::copy(perm.begin(), perm.begin() + tables.size(), tables.begin());
+    const std::vector<int64_t> cache_shape = {num_blocks, c.block_size, c.kv_heads, d};
+    Buffer bk = gpu_->upload(random(cache_shape)), bv = gpu_->upload(random(cache_shape));
+    Buffer bq = gpu_->upload(random({tokens, c.q_heads, d}));
+    Buffer bqsl = device_ints(qsl), blens = device_ints(seq_lens), btab = device_ints(tables);
+    const size_t ws_bytes = cuda::paged_attention_workspace_bytes(
+        static_cast<int64_t>(c.rows.size()), c.q_heads, c.kv_heads, d, max_seq);
+    Buffer ws = gpu_->allocate(std::max<size_t>(ws_bytes, 16));
+    const int64_t width = c.q_heads * d;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+
+    auto run = [&](cuda::PrefillKernel kernel) {
+      Buffer out = poisoned({tokens, width}, dt);
+      EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the backend's uploads (its own stream)
+      cuda::launch_paged_attention(
+          out.data(), width, bq.data(), width, bk.data(), bv.data(), static_cast<const int32_t*>(bqsl.data()),
+          static_cast<const int32_t*>(blens.data()), static_cast<const int32_t*>(btab.data()),
+          static_cast<int64_t>(c.rows.size()), max_blocks, c.block_size, tokens, max_q, max_seq, c.q_heads,
+          c.kv_heads, d, scale, c.window, kdt, ws.data(), ws.bytes(), /*stream=*/nullptr, kernel);
+      EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      return on_gpu(out, {tokens, width}, dt);
+    };
+    std::vector<float> wgmma;
+    try {
+      wgmma = run(cuda::PrefillKernel::kWgmma);
+    } catch (const std::invalid_argument& e) {
+      GTEST_SKIP() << "no wgmma prefill here (needs an sm_90 device and an sm_90a build): " << e.what();
+    }
+    const std::string what = "heads " + std::to_string(c.q_heads) + "/" + std::to_string(c.kv_heads) + " dim " +
+                              std::to_string(d) + " block " + std::to_string(c.block_size) + " window " +
+                              std::to_string(c.window);
+    expect_close(wgmma, run(cuda::PrefillKernel::kFlash), "wgmma vs flash prefill, " + what);
+    expect_close(wgmma, run(cuda::PrefillKernel::kSimple), "wgmma vs simple prefill, " + what);
   }
 }
 

@@ -7,8 +7,11 @@
 //   flash-decoding with split-K on tensor cores, K/V streamed through cp.async rings.
 // - decode (paged_attention_decode.cu): the same rows in fp32 (or below sm_80), CUDA cores.
 // - prefill (paged_attention_prefill.cu): rows with more than one query; tiled, CUDA cores.
-// - prefill_flash (paged_attention_prefill_flash.cu): rows with more than one query, fp16/bf16
-//   at head_dim 64 and 128 on sm_80+; FlashAttention-2 style on tensor cores.
+// - prefill_wgmma (paged_attention_prefill_wgmma.cu): rows with more than one query, fp16/bf16
+//   at head_dim 64 and 128 on sm_90 (compute capability 9.0) when the binary carries sm_90a
+//   code; FlashAttention-3 style (wgmma, a warp-specialized cp.async producer).
+// - prefill_flash (paged_attention_prefill_flash.cu): the same rows on sm_80+ (and on sm_90
+//   with OCTAVO_PREFILL_FLASH=1); FlashAttention-2 style on tensor cores (mma.sync).
 // - prefill_mma (paged_attention_prefill_mma.cu): the tiled kernel on tensor cores (wmma) for
 //   the other head sizes in fp16/bf16.
 // - simple (here): one warp per (query, head), any block_size and alignment. Used for
@@ -194,7 +197,7 @@ struct AttentionDescriptor {
 };
 
 enum class DecodePath { kTensorCore, kSplitK, kSimple };
-enum class PrefillPath { kFlash, kTensorCore, kTiled, kSimple };
+enum class PrefillPath { kWgmma, kFlash, kTensorCore, kTiled, kSimple };
 struct Paths {
   DecodePath decode;
   PrefillPath prefill;
@@ -252,12 +255,26 @@ bool tensor_core_kernels_enabled() {
   return enabled;
 }
 
-Paths choose_paths(const AttentionDescriptor& d) {
+// OCTAVO_PREFILL_FLASH=1 keeps prefill rows on prefill_flash where prefill_wgmma would run
+// (sm_90): A/B measurements and a fallback. OCTAVO_CLASSIC_ATTENTION=1 excludes both.
+bool wgmma_prefill_enabled() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("OCTAVO_PREFILL_FLASH");
+    return value == nullptr || value[0] != '1';
+  }();
+  return enabled;
+}
+
+Paths choose_paths(const AttentionDescriptor& d, PrefillKernel forced) {
   namespace detail = paged_attention_detail;
   // The fast paths are compiled for head_dim 32..128 and read 16-byte pieces of K/V rows
   // located with shifts.
   const bool fast = d.head_dim != 16 && d.vec16_aligned && d.pow2_block_size;
-  if (!fast) return {DecodePath::kSimple, PrefillPath::kSimple};
+  if (!fast) {
+    require_arg(forced == PrefillKernel::kAuto || forced == PrefillKernel::kSimple, kOp,
+                "a fast prefill kernel needs 16-byte aligned q and caches and a power-of-two block_size");
+    return {DecodePath::kSimple, PrefillPath::kSimple};
+  }
   // The opt-in limit covers dynamic plus static shared memory (the work-item scan's few ints).
   constexpr size_t kStaticSmemSlack = 1024;
   // bf16 mma.sync / wmma (and the kernels' fp16 twins) need sm_80.
@@ -269,8 +286,29 @@ Paths choose_paths(const AttentionDescriptor& d) {
       detail::decode_mma_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {
     paths.decode = DecodePath::kTensorCore;
   }
+  // wgmma and setmaxnreg exist on sm_90a only: compute capability 9.0 exactly, and this binary
+  // must carry the sm_90a kernel (prefill_wgmma_compiled).
+  const size_t wgmma_smem = detail::prefill_wgmma_smem_bytes(d.head_dim);
+  const bool wgmma_fits = tensor_cores && d.compute_capability == 90 && wgmma_smem != 0 &&
+                          wgmma_smem + kStaticSmemSlack <= d.max_smem_per_block &&
+                          detail::prefill_wgmma_compiled();
   const size_t flash_smem = detail::prefill_flash_smem_bytes(d.head_dim);
-  if (newest && flash_smem != 0 && flash_smem + kStaticSmemSlack <= d.max_smem_per_block) {
+  const bool flash_fits = tensor_cores && flash_smem != 0 && flash_smem + kStaticSmemSlack <= d.max_smem_per_block;
+  switch (forced) {
+    case PrefillKernel::kAuto: break;
+    case PrefillKernel::kWgmma:
+      require_arg(wgmma_fits, kOp, "the wgmma prefill kernel cannot run this shape on this device");
+      paths.prefill = PrefillPath::kWgmma;
+      return paths;
+    case PrefillKernel::kFlash:
+      require_arg(flash_fits, kOp, "the flash prefill kernel cannot run this shape on this device");
+      paths.prefill = PrefillPath::kFlash;
+      return paths;
+    case PrefillKernel::kSimple: paths.prefill = PrefillPath::kSimple; return paths;
+  }
+  if (newest && wgmma_fits && wgmma_prefill_enabled()) {
+    paths.prefill = PrefillPath::kWgmma;
+  } else if (newest && flash_fits) {
     paths.prefill = PrefillPath::kFlash;
   } else if (tensor_cores &&
              detail::prefill_mma_smem_bytes(d.head_dim) + kStaticSmemSlack <= d.max_smem_per_block) {
@@ -308,7 +346,7 @@ void launch_paged_attention(void* out, int64_t out_row_stride, const void* q,
                             int64_t max_query_len, int64_t max_seq_len, int64_t q_heads,
                             int64_t kv_heads, int64_t head_dim, float scale,
                             int64_t sliding_window, KernelDType dtype, void* workspace,
-                            size_t workspace_bytes, cudaStream_t stream) {
+                            size_t workspace_bytes, cudaStream_t stream, PrefillKernel prefill_kernel) {
   Params p = make_params(out, out_row_stride, q, q_row_stride, k_cache, v_cache,
                          query_start_loc, seq_lens, block_tables, num_seqs, max_blocks_per_seq,
                          block_size, num_tokens, q_heads, kv_heads, head_dim, scale,
@@ -318,7 +356,7 @@ void launch_paged_attention(void* out, int64_t out_row_stride, const void* q,
                              {out_row_stride, head_dim});
   if (num_tokens == 0 || num_seqs == 0) return;
 
-  const Paths paths = choose_paths(describe(p, dtype, q, k_cache, v_cache));
+  const Paths paths = choose_paths(describe(p, dtype, q, k_cache, v_cache), prefill_kernel);
   dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     namespace detail = paged_attention_detail;
@@ -355,6 +393,9 @@ void launch_paged_attention(void* out, int64_t out_row_stride, const void* q,
     }
     if (max_query_len <= 1) return;  // no prefill rows
     switch (paths.prefill) {
+      case PrefillPath::kWgmma:
+        if constexpr (!std::is_same_v<T, float>) detail::launch_prefill_wgmma<T>(p, max_query_len, stream);
+        break;
       case PrefillPath::kFlash:
         if constexpr (!std::is_same_v<T, float>) detail::launch_prefill_flash<T>(p, max_query_len, stream);
         break;

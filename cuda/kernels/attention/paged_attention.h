@@ -20,6 +20,15 @@ namespace octavo::cuda {
 size_t paged_attention_workspace_bytes(int64_t max_num_seqs, int64_t q_heads, int64_t kv_heads,
                                        int64_t head_dim, int64_t max_seq_len);
 
+// The kernel that takes the prefill rows (more than one query). kAuto: the fastest the device,
+// dtype and shape allow (paged_attention.cu: choose_paths; OCTAVO_PREFILL_FLASH=1 and
+// OCTAVO_CLASSIC_ATTENTION=1 steer it). The others name one kernel, for tests and A/B
+// measurements: launch_paged_attention throws std::invalid_argument when it cannot run the
+// shape on this device (kWgmma: sm_90a, fp16/bf16, head_dim 64 or 128; kFlash: sm_80+,
+// fp16/bf16, head_dim 64 or 128; both need 16-byte aligned q and caches and a power-of-two
+// block_size). Decode rows take their usual kernel either way.
+enum class PrefillKernel { kAuto, kWgmma, kFlash, kSimple };
+
 // Causal attention of each query over its row's cached keys/values (this step's included):
 // the query at local index i of a row with q_len queries sits at position
 // p = seq_lens[row] - q_len + i and attends to positions [first, p], first =
@@ -45,7 +54,7 @@ void launch_paged_attention(
     int64_t num_seqs, int64_t max_blocks_per_seq, int64_t block_size, int64_t num_tokens,
     int64_t max_query_len, int64_t max_seq_len, int64_t q_heads, int64_t kv_heads,
     int64_t head_dim, float scale, int64_t sliding_window, KernelDType dtype, void* workspace,
-    size_t workspace_bytes, cudaStream_t stream);
+    size_t workspace_bytes, cudaStream_t stream, PrefillKernel prefill_kernel = PrefillKernel::kAuto);
 
 // The same attention through the simple one-warp-per-(query, head) kernel only: the
 // fallback for shapes the fast paths do not take, and a second opinion for tests. Needs no

@@ -254,5 +254,12 @@ void launch_prefill_mma(const Params& p, int64_t max_query_len, cudaStream_t str
 size_t prefill_flash_smem_bytes(int64_t head_dim);
 template <typename T>
 void launch_prefill_flash(const Params& p, int64_t max_query_len, cudaStream_t stream);
+// Tensor cores, FlashAttention-3 style (wgmma, warp-specialized cp.async producer), fp16 and
+// bf16 at head_dim 64 and 128 on sm_90a only (0 bytes: not compiled for this head_dim).
+// prefill_wgmma_compiled: this binary carries the sm_90a kernel and the current device runs it.
+size_t prefill_wgmma_smem_bytes(int64_t head_dim);
+bool prefill_wgmma_compiled();
+template <typename T>
+void launch_prefill_wgmma(const Params& p, int64_t max_query_len, cudaStream_t stream);
 
 }  // namespace octavo::cuda::paged_attention_detail
