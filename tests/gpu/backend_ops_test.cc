@@ -554,7 +554,7 @@ TEST_P(BackendOpsTest, WgmmaPrefillMatchesFlashAndSimpleKernels) {
     Buffer bqsl = device_ints(qsl), blens = device_ints(seq_lens), btab = device_ints(tables);
     const size_t ws_bytes = cuda::paged_attention_workspace_bytes(
         static_cast<int64_t>(c.rows.size()), c.q_heads, c.kv_heads, d, max_seq);
-    Buffer ws = gpu_->allocate(std::max<size_t>(ws_bytes, 16));
+    Buffer ws = gpu_->allocate(std::max<size_t>(ws_bytes, 16), /*zero=*/true);  // its counters start at zero
     const int64_t width = c.q_heads * d;
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
 

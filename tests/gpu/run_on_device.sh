@@ -47,7 +47,7 @@ rm -rf /tmp/pkg && mkdir -p /tmp/pkg && cp -r python/octavo /tmp/pkg/ && cp buil
 export PYTHONPATH=/tmp/pkg:/tmp/site
 
 step "GPU op tests: CUDA backend vs CPU backend"
-./build/gpu/octavo_gpu_tests 2>&1 | tee "$OUT/gpu_ops.log" | grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|error|relative" | head -80
+stdbuf -oL ./build/gpu/octavo_gpu_tests 2>&1 | tee "$OUT/gpu_ops.log" | grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|error|relative" | head -80
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 step "GPU attention op tests with prefill_flash instead of the wgmma prefill (OCTAVO_PREFILL_FLASH=1)"
 OCTAVO_PREFILL_FLASH=1 ./build/gpu/octavo_gpu_tests --gtest_filter='*Attention*' 2>&1 | tee "$OUT/gpu_ops_flash.log" |
@@ -75,6 +75,16 @@ NUM_PROMPTS=${NUM_PROMPTS:-200}
 
 for s in "${steps[@]}"; do
   case "$s" in
+  repeat)
+    step "op tests ${REPEAT_FILTER:=*FusedRope*:*DummyWeights*} ${REPEAT:=8} times each with and without programmatic dependent launch"
+    for pdl in 1 0; do
+      passed=0
+      for i in $(seq "$REPEAT"); do
+        OCTAVO_PDL=$pdl ./build/gpu/octavo_gpu_tests --gtest_filter="$REPEAT_FILTER" > "$OUT/repeat_pdl${pdl}_$i.log" 2>&1 && passed=$((passed + 1))
+      done
+      echo "OCTAVO_PDL=$pdl: $passed of $REPEAT runs passed"
+      grep -h "FAILED  \]" "$OUT"/repeat_pdl${pdl}_*.log | sort | uniq -c
+    done ;;
   pytest)
     step "GPU engine tests vs HF"
     (cd /tmp && timeout "${PYTEST_TIMEOUT:-240}" python3 -m pytest "$R/tests/gpu" -q -p no:cacheprovider 2>&1) |
