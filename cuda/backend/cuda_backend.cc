@@ -295,8 +295,16 @@ class CudaBackend final : public Backend {
   Buffer upload_as(const HostTensor& host, DType dtype) {
     const size_t n = static_cast<size_t>(host.numel());
     Buffer staging = allocate(n * sizeof(float));
-    OCTAVO_CUDA_CHECK(cudaMemcpy(staging.data(), host.values.data(), n * sizeof(float), cudaMemcpyHostToDevice));
-    if (dtype == DType::kFloat32) return staging;
+    // On the backend's stream, then waited for: a cudaMemcpy from pageable memory may return
+    // before its DMA lands, and the legacy default stream it runs on does not order the
+    // non-blocking stream_'s convert kernel (or a later read) after it. That race left stale
+    // tails in uploaded buffers now and then (the GPU op tests caught it on an H100).
+    OCTAVO_CUDA_CHECK(cudaMemcpyAsync(staging.data(), host.values.data(), n * sizeof(float), cudaMemcpyHostToDevice,
+                                      stream_));
+    if (dtype == DType::kFloat32) {
+      synchronize();
+      return staging;
+    }
     Buffer out = allocate(n * dtype_size(dtype));
     cuda::launch_convert(out.data(), kernel_dtype(dtype), staging.data(), KernelDType::kFloat32,
                          static_cast<int64_t>(n), stream_);
