@@ -4,8 +4,10 @@
 # GPU engine tests (vs HF transformers), and, with "bench", the benchmarks. Logs and JSON go
 # under $OUT. Usage (from the repo root, on the GPU machine):
 #   tests/gpu/run_on_device.sh [STEP...]
-# Steps: ops (the GPU op tests, always run), pytest, latency, throughput, kernels, sdpa, prefix,
-# sleep, hf, attention (its kernel benchmarks only), profile (PROFILE=<batch>, default 1: the
+# Steps: ops (the GPU op tests, always run), pytest, latency, ab (the latency bench once with the
+# defaults and once per AB_VARIANTS setting), throughput, kernels, sdpa, prefix,
+# sleep, hf, attention (its kernel benchmarks only), repeat (the op tests matching REPEAT_FILTER,
+# REPEAT times with and without programmatic dependent launch: for flaky tests), profile (PROFILE=<batch>, default 1: the
 # kernel table of one decode step with graphs; PROFILE_EAGER=1 adds enforce_eager). Shorthands:
 # no step = pytest; bench = pytest latency throughput kernels sdpa prefix sleep hf (and profile
 # with PROFILE set); bench-only = bench without pytest.
@@ -95,6 +97,14 @@ for s in "${steps[@]}"; do
       --dtype bfloat16 --batch-size 1 --input-len 128 --output-len 128 --num-iters-warmup 2 --num-iters 5 --max-model-len 2048 \
       --output-json "$OUT/latency_8b.json" 2>&1) | tee "$OUT/latency_8b.log" | grep -E "Start-up|ready|Avg time|graphs|gemm tuning\] (1|8|64) x"
     ;;
+  ab)
+    # AB_VARIANTS: environment settings separated by ';', e.g. "OCTAVO_PDL=0;OCTAVO_GEMM_INPLACE_SPLITK=1".
+    for variant in "" ${AB_VARIANTS//;/ }; do
+      step "batch-1 decode latency with ${variant:-the defaults}"
+      (cd /tmp && env $variant timeout ${LATENCY_TIMEOUT:-150} python3 -m octavo bench latency --model /tmp/llama3-8b \
+        --load-format dummy --dtype bfloat16 --batch-size 1 --input-len 128 --output-len 128 --num-iters-warmup 2 \
+        --num-iters 5 --max-model-len 2048 2>&1) | tee "$OUT/latency_ab_${variant:-default}.log" | grep -E "Start-up|Avg time"
+    done ;;
   throughput)
     step "offline throughput, Llama-3-8B shape, dummy bf16, ${NUM_PROMPTS} prompts x 1024 in / 128 out"
     (cd /tmp && timeout ${THROUGHPUT_TIMEOUT:-240} python3 -m octavo bench throughput --model /tmp/llama3-8b --load-format dummy --dtype bfloat16 \
