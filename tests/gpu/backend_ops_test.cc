@@ -90,6 +90,32 @@ class BackendOpsTest : public ::testing::TestWithParam<DType> {
     return b;
   }
 
+  // Rows (context before this step, new tokens) laid out for paged attention at block_size:
+  // query start locations, lengths, and block tables drawn from a shuffled pool of
+  // max_blocks x rows + 3 blocks (so tables are scattered and some blocks unused).
+  struct PagedBatch {
+    int64_t tokens = 0, max_blocks = 0, num_blocks = 0;
+    int32_t max_query_len = 0, max_seq_len = 0;
+    std::vector<int32_t> query_start_loc = {0}, seq_lens, tables;  // tables: [rows, max_blocks]
+  };
+  PagedBatch paged_batch(const std::vector<std::pair<int32_t, int32_t>>& rows, int64_t block_size) {
+    PagedBatch b;
+    for (auto [ctx, n] : rows) {
+      b.tokens += n;
+      b.query_start_loc.push_back(static_cast<int32_t>(b.tokens));
+      b.seq_lens.push_back(ctx + n);
+      b.max_query_len = std::max(b.max_query_len, n);
+      b.max_seq_len = std::max(b.max_seq_len, ctx + n);
+      b.max_blocks = std::max<int64_t>(b.max_blocks, (ctx + n + block_size - 1) / block_size);
+    }
+    b.num_blocks = b.max_blocks * static_cast<int64_t>(rows.size()) + 3;
+    std::vector<int32_t> pool(b.num_blocks);
+    std::iota(pool.begin(), pool.end(), 0);
+    std::shuffle(pool.begin(), pool.end(), rng_);
+    b.tables.assign(pool.begin(), pool.begin() + static_cast<int64_t>(rows.size()) * b.max_blocks);
+    return b;
+  }
+
   // be.paged_attention(q, the caches) with the host start locations, lengths and block tables
   // uploaded to `be` (meta's pointers set to them), as floats; on the GPU into a poisoned output.
   std::vector<float> attend(Backend& be, DType dtype, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
@@ -248,22 +274,14 @@ TEST_P(BackendOpsTest, RopeCacheWriteAndPagedAttentionMatchCpu) {
     // Rows: (context before this step, new tokens): decode rows and prefill chunks together.
     const std::vector<std::pair<int32_t, int32_t>> rows = {{0, 40}, {57, 1}, {300, 1}, {16, 17}, {0, 1}, {1000, 1}};
     const int64_t d = c.head_dim, qkv_width = (c.q_heads + 2 * c.kv_heads) * d;
-    int64_t tokens = 0, max_blocks = 0;
-    std::vector<int32_t> qsl = {0}, seq_lens, positions;
-    for (auto [ctx, n] : rows) {
-      tokens += n;
-      qsl.push_back(static_cast<int32_t>(tokens));
-      seq_lens.push_back(ctx + n);
-      max_blocks = std::max<int64_t>(max_blocks, (ctx + n + c.block_size - 1) / c.block_size);
+    const PagedBatch batch = paged_batch(rows, c.block_size);
+    const int64_t tokens = batch.tokens, max_blocks = batch.max_blocks, num_blocks = batch.num_blocks;
+    const std::vector<int32_t>& qsl = batch.query_start_loc;
+    const std::vector<int32_t>& seq_lens = batch.seq_lens;
+    const std::vector<int32_t>& tables = batch.tables;
+    std::vector<int32_t> positions;
+    for (auto [ctx, n] : rows)
       for (int32_t j = 0; j < n; ++j) positions.push_back(ctx + j);
-    }
-    const int64_t num_blocks = max_blocks * static_cast<int64_t>(rows.size()) + 3;
-    std::vector<int32_t> perm(num_blocks);
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng_);
-    std::vector<int32_t> tables(rows.size() * max_blocks, 0);
-    for (size_t r = 0; r < rows.size(); ++r)
-      for (int64_t b = 0; b < max_blocks; ++b) tables[r * max_blocks + b] = perm[r * max_blocks + b];
     std::vector<int64_t> slots;
     for (size_t r = 0; r < rows.size(); ++r)
       for (int32_t j = 0; j < rows[r].second; ++j) {
@@ -287,8 +305,8 @@ TEST_P(BackendOpsTest, RopeCacheWriteAndPagedAttentionMatchCpu) {
     AttentionMetadata meta;
     meta.num_seqs = static_cast<int32_t>(rows.size());
     meta.max_blocks_per_seq = static_cast<int32_t>(max_blocks);
-    meta.max_query_len = 40;
-    meta.max_seq_len = *std::max_element(seq_lens.begin(), seq_lens.end());
+    meta.max_query_len = batch.max_query_len;
+    meta.max_seq_len = batch.max_seq_len;
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
 
     auto run = [&](Backend& be, DType bdt) {
@@ -469,36 +487,22 @@ TEST_P(BackendOpsTest, PagedAttentionLongRowsMatchCpu) {
   };
   for (const Case& c : cases) {
     const int64_t d = c.head_dim;
-    int64_t tokens = 0, max_blocks = 0;
-    int32_t max_q = 0;
-    std::vector<int32_t> qsl = {0}, seq_lens;
-    for (auto [ctx, n] : c.rows) {
-      tokens += n;
-      qsl.push_back(static_cast<int32_t>(tokens));
-      seq_lens.push_back(ctx + n);
-      max_q = std::max(max_q, n);
-      max_blocks = std::max<int64_t>(max_blocks, (ctx + n + c.block_size - 1) / c.block_size);
-    }
-    const int64_t num_blocks = max_blocks * static_cast<int64_t>(c.rows.size()) + 3;
-    std::vector<int32_t> perm(num_blocks);
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng_);
-    std::vector<int32_t> tables(c.rows.size() * max_blocks);
-    std::copy(perm.begin(), perm.begin() + tables.size(), tables.begin());
-    const std::vector<int64_t> cache_shape = {num_blocks, c.block_size, c.kv_heads, d};
+    const PagedBatch batch = paged_batch(c.rows, c.block_size);
+    const int64_t tokens = batch.tokens, max_blocks = batch.max_blocks;
+    const std::vector<int64_t> cache_shape = {batch.num_blocks, c.block_size, c.kv_heads, d};
     HostTensor kc = rounded(random(cache_shape)), vc = rounded(random(cache_shape));
     HostTensor q = rounded(random({tokens, c.q_heads, d}));
     AttentionMetadata meta;
     meta.num_seqs = static_cast<int32_t>(c.rows.size());
     meta.max_blocks_per_seq = static_cast<int32_t>(max_blocks);
-    meta.max_query_len = max_q;
-    meta.max_seq_len = *std::max_element(seq_lens.begin(), seq_lens.end());
+    meta.max_query_len = batch.max_query_len;
+    meta.max_seq_len = batch.max_seq_len;
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
 
     auto run = [&](Backend& be, DType bdt) {
       Buffer bq = be.upload(q), bk = be.upload(kc), bv = be.upload(vc);
       return attend(be, bdt, bq.as(bdt, {tokens, c.q_heads, d}), bk.as(bdt, cache_shape), bv.as(bdt, cache_shape),
-                    meta, qsl, seq_lens, tables, scale, c.window);
+                    meta, batch.query_start_loc, batch.seq_lens, batch.tables, scale, c.window);
     };
     const std::vector<float> want = run(*cpu_, DType::kFloat32), got = run(*gpu_, dt);
     expect_close(got, want, "long rows, heads " + std::to_string(c.q_heads) + "/" + std::to_string(c.kv_heads) +
@@ -531,27 +535,14 @@ TEST_P(BackendOpsTest, WgmmaPrefillMatchesFlashAndSimpleKernels) {
   const cuda::KernelDType kdt = dt == DType::kFloat16 ? cuda::KernelDType::kFloat16 : cuda::KernelDType::kBFloat16;
   for (const Case& c : cases) {
     const int64_t d = c.head_dim;
-    int64_t tokens = 0, max_blocks = 0;
-    int32_t max_q = 0;
-    std::vector<int32_t> qsl = {0}, seq_lens;
-    for (auto [ctx, n] : c.rows) {
-      tokens += n;
-      qsl.push_back(static_cast<int32_t>(tokens));
-      seq_lens.push_back(ctx + n);
-      max_q = std::max(max_q, n);
-      max_blocks = std::max<int64_t>(max_blocks, (ctx + n + c.block_size - 1) / c.block_size);
-    }
-    const int32_t max_seq = *std::max_element(seq_lens.begin(), seq_lens.end());
-    const int64_t num_blocks = max_blocks * static_cast<int64_t>(c.rows.size()) + 3;
-    std::vector<int32_t> perm(num_blocks);
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng_);
-    std::vector<int32_t> tables(c.rows.size() * max_blocks);
-    std::copy(perm.begin(), perm.begin() + tables.size(), tables.begin());
-    const std::vector<int64_t> cache_shape = {num_blocks, c.block_size, c.kv_heads, d};
+    const PagedBatch batch = paged_batch(c.rows, c.block_size);
+    const int64_t tokens = batch.tokens, max_blocks = batch.max_blocks;
+    const int32_t max_q = batch.max_query_len, max_seq = batch.max_seq_len;
+    const std::vector<int64_t> cache_shape = {batch.num_blocks, c.block_size, c.kv_heads, d};
     Buffer bk = gpu_->upload(random(cache_shape)), bv = gpu_->upload(random(cache_shape));
     Buffer bq = gpu_->upload(random({tokens, c.q_heads, d}));
-    Buffer bqsl = device_ints(qsl), blens = device_ints(seq_lens), btab = device_ints(tables);
+    Buffer bqsl = device_ints(batch.query_start_loc), blens = device_ints(batch.seq_lens),
+           btab = device_ints(batch.tables);
     const size_t ws_bytes = cuda::paged_attention_workspace_bytes(
         static_cast<int64_t>(c.rows.size()), c.q_heads, c.kv_heads, d, max_seq);
     Buffer ws = gpu_->allocate(std::max<size_t>(ws_bytes, 16), /*zero=*/true);  // its counters start at zero
