@@ -185,8 +185,9 @@ class CudaBackend final : public Backend {
     join_prefetch();
     OCTAVO_CUDA_CHECK(cudaEventRecord(prefetch_fork_, stream_));
     OCTAVO_CUDA_CHECK(cudaStreamWaitEvent(prefetch_stream_, prefetch_fork_, 0));
-    const int64_t bytes = w.rows() * w.row_size() * static_cast<int64_t>(dtype_size(w.dtype));
-    cuda::launch_l2_prefetch(w.data, bytes, prefetch_budget_, prefetch_stream_);
+    const int64_t element = static_cast<int64_t>(dtype_size(w.dtype));
+    cuda::launch_l2_prefetch(w.data, w.rows(), w.row_stride * element, w.row_size() * element, prefetch_budget_,
+                             prefetch_stream_);
     OCTAVO_CUDA_CHECK(cudaEventRecord(prefetch_done_, prefetch_stream_));
     prefetch_pending_ = true;
   }

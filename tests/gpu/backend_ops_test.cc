@@ -200,13 +200,13 @@ TEST_P(BackendOpsTest, GemmWithFloat32OutputForLogits) {
   expect_close(on_gpu(gy, {m, n}, DType::kFloat32), want, "logits gemm");
 }
 
-// prefetch_gemm_weight() is a hint: with OCTAVO_L2_PREFETCH_MB set (budgets below, at and
-// above the weight's size, the chunks then tiling the whole array or spread over it), GEMMs
+// prefetch_gemm_weight() is a hint: with OCTAVO_L2_PREFETCH_MB set (budgets for 128-byte
+// prefixes of some rows, a longer prefix of every row, and whole rows), GEMMs
 // after it, run eagerly and replayed from a captured graph (the prefetch stream forked and
 // joined inside the capture), match the CPU, and the weights are left as they were.
 TEST_P(BackendOpsTest, GemmAfterL2PrefetchMatchesCpuEagerAndCaptured) {
   const DType dt = GetParam();
-  const int64_t m = 3, n = 520, k = 136;  // k * dtype size is not a multiple of the 512-byte chunk
+  const int64_t m = 3, n = 520, k = 136;  // rows of 272 or 544 bytes
   HostTensor x = rounded(random({m, k})), w = rounded(random({n, k}));
   Buffer cx = cpu_->upload(x), cw = cpu_->upload(w), cy = cpu_->allocate(m * n * 4);
   Tensor cyt = cy.as(DType::kFloat32, {m, n});

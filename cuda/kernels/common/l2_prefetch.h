@@ -12,12 +12,16 @@
 
 namespace octavo::cuda {
 
-// Prefetches into L2 about `budget` bytes of [base, base + bytes), spread evenly: chunks of
-// at most 512 bytes at a regular stride, so that however a GEMM splits the array among its
-// blocks (by rows, or along k with split-K), each block finds the same share in L2. The
-// whole array when budget >= bytes. Uses the Hopper bulk prefetch (cp.async.bulk.prefetch.L2)
-// on sm_90+, per-line prefetch below. base must be 16-byte aligned. Throws
-// std::invalid_argument for a misaligned base or a negative size.
-void launch_l2_prefetch(const void* base, int64_t bytes, int64_t budget, cudaStream_t stream);
+// Prefetches into L2 the first bytes of each of `rows` rows (row r at base + r * row_pitch,
+// row_bytes long), about `budget` bytes in all: the same prefix of every row, because a GEMM
+// reading w[n, k] walks every row from its start at once (one block per group of rows), so
+// the prefixes are what it reads first, before its own streaming evicts anything. Prefixes
+// are whole 16-byte units of at least 128 bytes (fewer rows than `rows` when the budget is
+// that small); whole rows when budget >= rows * row_bytes. Uses the Hopper bulk prefetch
+// (cp.async.bulk.prefetch.L2) on sm_90+, one prefetch per 128-byte line below. base and
+// row_pitch must be multiples of 16 bytes. Throws std::invalid_argument otherwise, and for
+// negative sizes.
+void launch_l2_prefetch(const void* base, int64_t rows, int64_t row_pitch, int64_t row_bytes, int64_t budget,
+                        cudaStream_t stream);
 
 }  // namespace octavo::cuda
