@@ -153,6 +153,7 @@ def test_l2_prefetch_leaves_the_outputs_unchanged(make_model, prompts, monkeypat
     model = make_model("llama3")
     kw = dict(dtype="float32", max_model_len=128, max_num_seqs=4, enforce_eager=eager)
     params = [SamplingParams(temperature=0.8, seed=i, max_tokens=12, ignore_eos=True, logprobs=2) for i in range(4)]
+    monkeypatch.setenv("OCTAVO_L2_PREFETCH_MB", "0")
     plain = cuda_llm(model, **kw).generate(token_prompts(prompts[:4]), params, use_tqdm=False)
     monkeypatch.setenv("OCTAVO_L2_PREFETCH_MB", "0.05")
     llm = cuda_llm(model, **kw)
