@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -19,7 +18,6 @@
 #include "cache/write_kv_cache.h"
 #include "common/convert.h"
 #include "common/kernel_dtype.h"
-#include "common/l2_prefetch.h"
 #include "embedding/embedding.h"
 #include "norm/rms_norm.h"
 #include "octavo/errors.h"
@@ -47,23 +45,6 @@ constexpr size_t kGemmWorkspaceBytes = 32u << 20;
 // few hundred tokens of history with penalties on, or min_tokens' bans; longer penalised
 // histories grow the buffers on first use.
 constexpr size_t kPlannedEditsPerRow = 512;
-// prefetch_gemm_weight() acts for GEMMs of at most this many rows: decode steps of small
-// batches, whose GEMMs stream their weights at the memory's pace. Larger ones are bound by
-// arithmetic and their small ops by memory: a prefetch would only compete.
-constexpr int64_t kPrefetchMaxTokens = 16;
-
-// Bytes of each GEMM's weights prefetch_gemm_weight() pulls into L2: OCTAVO_L2_PREFETCH_MB
-// (default 0, off); about what the memory moves during the small ops between two GEMMs.
-int64_t l2_prefetch_budget() {
-  const char* env = std::getenv("OCTAVO_L2_PREFETCH_MB");
-  if (env == nullptr || env[0] == '\0') return 0;
-  char* end = nullptr;
-  const double mb = std::strtod(env, &end);
-  if (end == env || *end != '\0' || !(mb >= 0) || mb > 1e6) {
-    throw InvalidArgument(std::string("OCTAVO_L2_PREFETCH_MB must be a number of MiB >= 0, got '") + env + "'");
-  }
-  return static_cast<int64_t>(mb * (1 << 20));
-}
 
 // A captured CUDA graph and its executable instance.
 class CudaGraph final : public BackendGraph {
@@ -91,12 +72,6 @@ class CudaBackend final : public Backend {
       throw InvalidArgument("cuda backend: compute dtype must be float32, float16 or bfloat16");
     }
     OCTAVO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    prefetch_budget_ = l2_prefetch_budget();
-    if (prefetch_budget_ > 0) {
-      OCTAVO_CUDA_CHECK(cudaStreamCreateWithFlags(&prefetch_stream_, cudaStreamNonBlocking));
-      OCTAVO_CUDA_CHECK(cudaEventCreateWithFlags(&prefetch_fork_, cudaEventDisableTiming));
-      OCTAVO_CUDA_CHECK(cudaEventCreateWithFlags(&prefetch_done_, cudaEventDisableTiming));
-    }
     gemm_workspace_ = allocate(kGemmWorkspaceBytes);
     gemm_ = std::make_unique<cuda::CublasLtGemm>(stream_, gemm_workspace_.data(), kGemmWorkspaceBytes);
     // Fixed size (kSamplingSplitMaxRows rows' partials, ~10 KB), so planned here once.
@@ -105,12 +80,6 @@ class CudaBackend final : public Backend {
 
   ~CudaBackend() override {
     gemm_.reset();
-    if (prefetch_stream_ != nullptr) {
-      cudaStreamSynchronize(prefetch_stream_);
-      cudaStreamDestroy(prefetch_stream_);
-      cudaEventDestroy(prefetch_fork_);
-      cudaEventDestroy(prefetch_done_);
-    }
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
   }
@@ -149,14 +118,10 @@ class CudaBackend final : public Backend {
   }
   void copy_to_host(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return;
-    join_prefetch();
     OCTAVO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
     OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
-  void synchronize() override {
-    join_prefetch();
-    OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
+  void synchronize() override { OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
   void* native_stream() override { return stream_; }
 
   // The memory plan: weights and every activation buffer are allocated before the KV cache,
@@ -175,21 +140,6 @@ class CudaBackend final : public Backend {
     if (x.dtype != w.dtype) throw Error("cuda gemm: x and w dtypes differ");
     gemm_->run(x.dim(0), w.dim(0), x.dim(1), x.data, x.row_stride, w.data, w.row_stride,
                bias != nullptr ? bias->data : nullptr, y.data, y.row_stride, x.dtype, y.dtype);
-  }
-
-  // The prefetch runs on its own stream, forked from stream_ here (after the GEMM issued
-  // last, so it starts when that GEMM's reads are done) and joined back at the next fork or
-  // before anything that waits for the stream; the GEMM that reads w never waits for it.
-  void prefetch_gemm_weight(const Tensor& w, int64_t tokens) override {
-    if (prefetch_budget_ <= 0 || tokens > kPrefetchMaxTokens) return;
-    join_prefetch();
-    OCTAVO_CUDA_CHECK(cudaEventRecord(prefetch_fork_, stream_));
-    OCTAVO_CUDA_CHECK(cudaStreamWaitEvent(prefetch_stream_, prefetch_fork_, 0));
-    const int64_t element = static_cast<int64_t>(dtype_size(w.dtype));
-    cuda::launch_l2_prefetch(w.data, w.rows(), w.row_stride * element, w.row_size() * element, prefetch_budget_,
-                             prefetch_stream_);
-    OCTAVO_CUDA_CHECK(cudaEventRecord(prefetch_done_, prefetch_stream_));
-    prefetch_pending_ = true;
   }
 
   void embedding(const Tensor& table, const int32_t* ids, Tensor& out) override {
@@ -284,13 +234,10 @@ class CudaBackend final : public Backend {
   std::unique_ptr<BackendGraph> capture(const std::function<void()>& work) override {
     // Thread-local mode: another thread's unrelated CUDA calls (a profiler's, say) neither
     // join nor invalidate the capture.
-    join_prefetch();  // a capture may only wait on work it recorded
     OCTAVO_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     try {
       work();
-      join_prefetch();  // the prefetch stream rejoins before the capture ends
     } catch (...) {
-      prefetch_pending_ = false;
       cudaGraph_t broken = nullptr;
       cudaStreamEndCapture(stream_, &broken);
       if (broken != nullptr) cudaGraphDestroy(broken);
@@ -403,17 +350,9 @@ class CudaBackend final : public Backend {
                         sampling_split_workspace_.data(), stream_);
     OCTAVO_CUDA_CHECK(cudaMemcpyAsync(sampling_results_host_.data(), results, layout.result_bytes,
                                       cudaMemcpyDeviceToHost, stream_));
-    join_prefetch();
     OCTAVO_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return unpack_sampling_results(num_logprobs, vocab, layout, sampling_pack_.top_stride,
                                    sampling_results_host_.data());
-  }
-
-  // stream_ waits for the last prefetch kernel (long finished by the time anything joins).
-  void join_prefetch() {
-    if (!prefetch_pending_) return;
-    OCTAVO_CUDA_CHECK(cudaStreamWaitEvent(stream_, prefetch_done_, 0));
-    prefetch_pending_ = false;
   }
 
   // Grows sample()'s buffers to hold layout, by at least half again each time so that
@@ -439,11 +378,6 @@ class CudaBackend final : public Backend {
   Buffer gemm_workspace_;
   std::unique_ptr<cuda::CublasLtGemm> gemm_;
   Buffer attention_workspace_;
-  // prefetch_gemm_weight(): bytes per weight (0: off), its stream and fork/join events.
-  int64_t prefetch_budget_ = 0;
-  cudaStream_t prefetch_stream_ = nullptr;
-  cudaEvent_t prefetch_fork_ = nullptr, prefetch_done_ = nullptr;
-  bool prefetch_pending_ = false;
   // sample(): pinned staging of the rows' params and edits, their device copy (plus the
   // kernel's edit scratch), and the packed results on the device and in pinned memory; the
   // split path's workspace (small batches).

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -22,7 +21,6 @@
 #include "model/dummy_weights.h"
 #include "model/model_config.h"
 #include "model/weights.h"
-#include "octavo/errors.h"
 
 namespace octavo {
 namespace {
@@ -198,49 +196,6 @@ TEST_P(BackendOpsTest, GemmWithFloat32OutputForLogits) {
   Tensor gyt = gy.as(DType::kFloat32, {m, n});
   gpu_->gemm(gx.as(dt, {m, k}), gw.as(dt, {n, k}), nullptr, gyt);
   expect_close(on_gpu(gy, {m, n}, DType::kFloat32), want, "logits gemm");
-}
-
-// prefetch_gemm_weight() is a hint: with OCTAVO_L2_PREFETCH_MB set (budgets for 128-byte
-// prefixes of some rows, a longer prefix of every row, and whole rows), GEMMs
-// after it, run eagerly and replayed from a captured graph (the prefetch stream forked and
-// joined inside the capture), match the CPU, and the weights are left as they were.
-TEST_P(BackendOpsTest, GemmAfterL2PrefetchMatchesCpuEagerAndCaptured) {
-  const DType dt = GetParam();
-  const int64_t m = 3, n = 520, k = 136;  // rows of 272 or 544 bytes
-  HostTensor x = rounded(random({m, k})), w = rounded(random({n, k}));
-  Buffer cx = cpu_->upload(x), cw = cpu_->upload(w), cy = cpu_->allocate(m * n * 4);
-  Tensor cyt = cy.as(DType::kFloat32, {m, n});
-  cpu_->gemm(cx.as(DType::kFloat32, {m, k}), cw.as(DType::kFloat32, {n, k}), nullptr, cyt);
-  std::vector<float> want(m * n);
-  std::memcpy(want.data(), cy.data(), want.size() * 4);
-  const std::vector<float> weights_before = on_gpu(gpu_->upload(w), {n, k}, dt);
-  for (const char* mib : {"0.01", "0.1", "64"}) {
-    ASSERT_EQ(setenv("OCTAVO_L2_PREFETCH_MB", mib, 1), 0);
-    std::unique_ptr<Backend> gpu = make_cuda_backend(dt, 0.9);
-    unsetenv("OCTAVO_L2_PREFETCH_MB");
-    Buffer gx = gpu->upload(x), gw = gpu->upload(w), gy = poisoned({m, n}, dt);
-    Tensor gxt = gx.as(dt, {m, k}), gwt = gw.as(dt, {n, k}), gyt = gy.as(dt, {m, n});
-    gpu->prefetch_gemm_weight(gwt, m);
-    gpu->gemm(gxt, gwt, nullptr, gyt);
-    gpu->synchronize();
-    expect_close(on_gpu(gy, {m, n}, dt), want, std::string("gemm after a prefetch of ") + mib + " MiB");
-    Buffer gy2 = poisoned({m, n}, dt);
-    Tensor gy2t = gy2.as(dt, {m, n});
-    std::unique_ptr<BackendGraph> graph = gpu->capture([&] {
-      gpu->prefetch_gemm_weight(gwt, m);
-      gpu->gemm(gxt, gwt, nullptr, gy2t);
-      gpu->prefetch_gemm_weight(gwt, m);  // left pending: capture() joins it before it ends
-    });
-    ASSERT_NE(graph, nullptr);
-    graph->replay();
-    graph->replay();
-    gpu->synchronize();
-    expect_close(on_gpu(gy2, {m, n}, dt), want, std::string("captured gemm after a prefetch of ") + mib + " MiB");
-    EXPECT_EQ(on_gpu(gw, {n, k}, dt), weights_before) << "a prefetch changed the weights";
-  }
-  ASSERT_EQ(setenv("OCTAVO_L2_PREFETCH_MB", "lots", 1), 0);
-  EXPECT_THROW(make_cuda_backend(dt, 0.9), InvalidArgument);
-  unsetenv("OCTAVO_L2_PREFETCH_MB");
 }
 
 TEST_P(BackendOpsTest, NormsMatchCpu) {

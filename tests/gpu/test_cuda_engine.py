@@ -145,28 +145,6 @@ def test_decode_graphs_give_the_same_outputs_as_eager_steps(make_model, prompts,
         assert [o.outputs[0].token_ids for o in greedy_outs] == hf_greedy(model, prompts, 16)
 
 
-@pytest.mark.parametrize("eager", [False, True])
-def test_l2_prefetch_leaves_the_outputs_unchanged(make_model, prompts, monkeypatch, eager):
-    """OCTAVO_L2_PREFETCH_MB (weights pulled into L2 on a second stream before small-batch
-    GEMMs, forked and joined inside the decode graphs) is a hint: fp32 greedy is HF's, and the
-    seeded samples and logprobs are the ones without it."""
-    model = make_model("llama3")
-    kw = dict(dtype="float32", max_model_len=128, max_num_seqs=4, enforce_eager=eager)
-    params = [SamplingParams(temperature=0.8, seed=i, max_tokens=12, ignore_eos=True, logprobs=2) for i in range(4)]
-    monkeypatch.setenv("OCTAVO_L2_PREFETCH_MB", "0")
-    plain = cuda_llm(model, **kw).generate(token_prompts(prompts[:4]), params, use_tqdm=False)
-    monkeypatch.setenv("OCTAVO_L2_PREFETCH_MB", "0.05")
-    llm = cuda_llm(model, **kw)
-    prefetched = llm.generate(token_prompts(prompts[:4]), params, use_tqdm=False)
-    for x, y in zip(plain, prefetched):
-        assert x.outputs[0].token_ids == y.outputs[0].token_ids
-        for lx, ly in zip(x.outputs[0].logprobs, y.outputs[0].logprobs):
-            assert {t: p.logprob for t, p in lx.items()} == pytest.approx({t: p.logprob for t, p in ly.items()}, abs=1e-5)
-    greedy_outs = llm.generate(token_prompts(prompts), greedy(), use_tqdm=False)
-    assert [o.outputs[0].token_ids for o in greedy_outs] == hf_greedy(model, prompts, 16)
-    assert (llm._engine.stats().num_graph_steps > 0) == (not eager)
-
-
 def test_weights_that_cannot_fit_raise_before_loading(tmp_path):
     """A Llama-3-8B shape (16 GB in bf16) under gpu_memory_utilization=0.1 of an 80 GB card."""
     import json

@@ -119,12 +119,6 @@ class Backend {
   // y[m, n] = x[m, k] . w[n, k]^T (+ bias[n])
   virtual void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
 
-  // A hint: gemm(x, w) with x of `tokens` rows comes after the few small ops issued next
-  // (norms, rope, attention, an activation). A backend whose memory bus idles during them may
-  // start pulling w into a cache now (the CUDA backend: into L2, on a second stream, for
-  // small batches). Changes no result; a no-op by default (the CPU).
-  virtual void prefetch_gemm_weight(const Tensor& w, int64_t tokens) { (void)w, (void)tokens; }
-
   // out[i, :] = table[ids[i], :]
   virtual void embedding(const Tensor& table, const int32_t* ids, Tensor& out) = 0;
 

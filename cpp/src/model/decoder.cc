@@ -117,8 +117,6 @@ void DecoderModel::attention_block(const LayerWeights& layer, int32_t layer_inde
   backend_.gemm(hidden, layer.qkv.as(dt, {q_size + 2 * kv_size, config_.hidden_size}),
                 qkv_bias.data != nullptr ? &qkv_bias : nullptr, qkv);
 
-  backend_.prefetch_gemm_weight(layer.o_proj.as(dt, {config_.hidden_size, q_size}), n);
-
   Tensor q = qkv.slice_cols(0, q_size).view_rows_as({config_.num_heads, d});
   Tensor k = qkv.slice_cols(q_size, q_size + kv_size).view_rows_as({config_.num_kv_heads, d});
   Tensor v = qkv.slice_cols(q_size + kv_size, q_size + 2 * kv_size).view_rows_as({config_.num_kv_heads, d});
@@ -166,19 +164,10 @@ Tensor DecoderModel::forward(const ForwardInputs& in, KVCache& cache) {
       backend_.add_rms_norm(residual, proj, layer.input_norm.as(dt, {h}), eps, hidden);
     }
     attention_block(layer, l, in, cache, n);
-    // Each GEMM's weights are named before the small ops that precede it (see the hint).
-    backend_.prefetch_gemm_weight(layer.gate_up.as(dt, {2 * inter, h}), n);
     backend_.add_rms_norm(residual, proj, layer.post_norm.as(dt, {h}), eps, hidden);
     backend_.gemm(hidden, layer.gate_up.as(dt, {2 * inter, h}), nullptr, gate_up);
-    backend_.prefetch_gemm_weight(layer.down.as(dt, {h, inter}), n);
     backend_.silu_mul(gate_up, act);
     backend_.gemm(act, layer.down.as(dt, {h, inter}), nullptr, proj);
-    if (l + 1 < config_.num_layers) {
-      const int64_t qkv_rows = (config_.num_heads + 2 * config_.num_kv_heads) * config_.head_dim;
-      backend_.prefetch_gemm_weight(weights_.layers[l + 1].qkv.as(dt, {qkv_rows, h}), n);
-    } else if (in.num_logit_rows > 0) {
-      backend_.prefetch_gemm_weight(lm_head_weight().as(dt, {config_.vocab_size, h}), in.num_logit_rows);
-    }
   }
   // Only the logit rows need the last residual add, the final norm and the LM head. Up to
   // max_logit_rows they are gathered first and normed alone; more (prompt logprobs of long
@@ -216,14 +205,11 @@ Tensor DecoderModel::prompt_logits(int32_t first, int32_t count) {
   return lm_head(output_hidden_.slice_rows(begin, begin + count));
 }
 
-const Buffer& DecoderModel::lm_head_weight() const {
-  return weights_.lm_head.data() != nullptr ? weights_.lm_head : weights_.embed;
-}
-
 Tensor DecoderModel::lm_head(const Tensor& hidden) {
   Tensor logits = logits_.as(DType::kFloat32, {hidden.rows(), config_.vocab_size});
   if (hidden.rows() == 0) return logits;
-  backend_.gemm(hidden, lm_head_weight().as(backend_.compute_dtype(), {config_.vocab_size, config_.hidden_size}), nullptr,
+  const Buffer& head = weights_.lm_head.data() != nullptr ? weights_.lm_head : weights_.embed;
+  backend_.gemm(hidden, head.as(backend_.compute_dtype(), {config_.vocab_size, config_.hidden_size}), nullptr,
                 logits);
   return logits;
 }

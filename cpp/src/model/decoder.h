@@ -63,8 +63,6 @@ class DecoderModel {
  private:
   // logits [hidden.rows(), vocab] = hidden . lm_head^T, into logits_.
   Tensor lm_head(const Tensor& hidden);
-  // The LM head's weights: lm_head, or the embedding when the two are tied.
-  const Buffer& lm_head_weight() const;
   void attention_block(const LayerWeights& layer, int32_t layer_index, const ForwardInputs& in,
                        KVCache& cache, int32_t n);
 
