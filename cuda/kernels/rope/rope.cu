@@ -29,10 +29,16 @@ __global__ void rope_kernel(T* q, int64_t q_row_stride, T* k, int64_t k_row_stri
                             int64_t cos_sin_row_stride, int half, int q_heads, int kv_heads, int head_dim,
                             RopeCacheWrite cache) {
   extern __shared__ float table[];  // [2 * half]: cos, then sin
-  wait_for_producer();
+  // Before waiting for the producer (the q/k/v GEMM): the table row and the slot. Positions
+  // and slots are step inputs, copied from the host before the forward's first kernel, and
+  // the table is constant, so no kernel writes what is read here; the loads overlap the
+  // GEMM's tail.
   const int64_t t = blockIdx.x;
   const float* row = cos_sin + static_cast<int64_t>(positions[t]) * cos_sin_row_stride;
   for (int i = threadIdx.x; i < 2 * half; i += blockDim.x) table[i] = row[i];
+  int64_t slot = -1;
+  if constexpr (kCache) slot = cache.slot_mapping[t];
+  wait_for_producer();
   __syncthreads();
   const float* cos = table;
   const float* sin = table + half;
@@ -42,7 +48,6 @@ __global__ void rope_kernel(T* q, int64_t q_row_stride, T* k, int64_t k_row_stri
   T* k_dst = nullptr;
   T* v_dst = nullptr;
   if constexpr (kCache) {
-    const int64_t slot = cache.slot_mapping[t];
     if (slot >= 0) {
       const int64_t width = static_cast<int64_t>(kv_heads) * head_dim;
       k_dst = static_cast<T*>(cache.k_cache) + slot * width;
