@@ -49,7 +49,6 @@ struct DecodeMmaLayout {
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads, 2)
     paged_decode_mma_kernel(Params p, DecodeWorkspace ws) {
-  wait_for_producer();  // q and this step's K/V come from the rope kernel
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
   using L = DecodeMmaLayout<D>;
   constexpr int kKSteps = D / 16;           // k-steps of Q K^T
@@ -63,9 +62,13 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int seq = blockIdx.z;
   const int kv_head = blockIdx.y;
   const int split = blockIdx.x;
+  // The row's place and length are step inputs (copied from the host before the forward's
+  // first kernel, never a kernel's output): read while the producer finishes.
   const int token = p.query_start_loc[seq];
-  if (p.query_start_loc[seq + 1] - token != 1) return;  // prefill or empty row
+  const int query_len = p.query_start_loc[seq + 1] - token;
   const int pos = p.seq_lens[seq] - 1;
+  wait_for_producer();  // q and this step's K/V come from the rope kernel; every block waits
+  if (query_len != 1) return;  // prefill or empty row
   const int first = first_key_pos(pos, p.sliding_window);
   const DecodeSplit range = decode_split(first, pos, gridDim.x, split, p.min_split_steps);
   if (split >= range.num_splits) return;
