@@ -1,4 +1,4 @@
-// Runs the CUDA attention and sampling kernels on the CPU, to check their indexing, masking
+// Runs the CUDA attention, sampling, norm and rope kernels on the CPU, to check their indexing, masking
 // and barriers on a machine without a GPU. Force-included (g++ -include) before a kernel source that
 // to_host_source.py has rewritten (launches become emu_launch calls, dynamic shared memory a
 // buffer). Blocks run one at a time; each CUDA thread is a fiber (started with makecontext,
@@ -94,6 +94,9 @@ inline dim3 emu_blockDim, emu_gridDim;
 #define blockIdx emu_blockIdx
 #define blockDim emu_blockDim
 #define gridDim emu_gridDim
+// The running thread's linear index in its block (threadIdx.x + blockDim.x * (threadIdx.y +
+// ...)): warps, barriers and per-thread state are indexed by it, as on the hardware.
+inline int emu_tid() { return emu().cur; }
 inline float* emu_dyn_smem() { return emu().dyn_smem.data(); }
 inline void emu_yield() {
   auto& e = emu();
@@ -105,13 +108,13 @@ inline void emu_wait(EmuBar& b) {
   while (b.gen == g) emu_yield();
 }
 inline void __syncthreads() { emu_wait(emu().block_bar); }
-inline void __syncwarp(unsigned = 0xffffffffu) { emu_wait(emu().warp_bar[threadIdx.x / 32]); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu_wait(emu().warp_bar[emu_tid() / 32]); }
 // Lane `lane` reads lane src_of(lane)'s value (its own when src_of leaves the warp).
 template <typename V, typename F>
 V emu_shuffle(V v, F src_of) {
   static_assert(sizeof(V) <= sizeof(double), "shuffled values are at most 8 bytes");
-  const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
-  std::memcpy(&emu().xchg[threadIdx.x], &v, sizeof(V));
+  const int lane = emu_tid() % 32, w = emu_tid() / 32;
+  std::memcpy(&emu().xchg[emu_tid()], &v, sizeof(V));
   __syncwarp();
   const int src = src_of(lane);
   V r;
@@ -183,7 +186,7 @@ void emu_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cu
         if (e.done[t]) continue;
         any = true;
         e.cur = t;
-        emu_threadIdx = make_uint3(t, 0, 0);
+        emu_threadIdx = make_uint3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
         if (!_setjmp(e.sched)) {
           if (!e.started[t]) {
             e.started[t] = 1;
@@ -231,16 +234,16 @@ inline void cp_async_16(void* dst, const void* src, bool valid) {
   if (valid) std::memcpy(c.bytes, src, 16);
   else std::memset(c.bytes, 0, 16);
   std::memset(dst, 0xff, 16);  // NaN in fp32, fp16 and bf16 until the wait delivers
-  e.open_copies[threadIdx.x].push_back(c);
+  e.open_copies[emu_tid()].push_back(c);
 }
 inline void cp_async_commit() {
   auto& e = emu();
-  e.copy_groups[threadIdx.x].push_back(std::move(e.open_copies[threadIdx.x]));
-  e.open_copies[threadIdx.x].clear();
+  e.copy_groups[emu_tid()].push_back(std::move(e.open_copies[emu_tid()]));
+  e.open_copies[emu_tid()].clear();
 }
 template <int N>
 void cp_async_wait() {
-  auto& groups = emu().copy_groups[threadIdx.x];
+  auto& groups = emu().copy_groups[emu_tid()];
   while (groups.size() > static_cast<size_t>(N)) {
     for (const EmuCopy& c : groups.front()) std::memcpy(c.dst, c.bytes, 16);
     groups.erase(groups.begin());
@@ -249,15 +252,15 @@ void cp_async_wait() {
 // This lane's slot of the current collective's exchange buffer, and lane `src`'s.
 inline uint32_t* emu_coll_slot(int lane_of_warp) {
   auto& e = emu();
-  const int w = threadIdx.x / 32;
-  const unsigned parity = e.coll_count[threadIdx.x] & 1u;
+  const int w = emu_tid() / 32;
+  const unsigned parity = e.coll_count[emu_tid()] & 1u;
   return &e.coll[(((size_t)w * 2 + parity) * 32 + lane_of_warp) * 8];
 }
 inline void emu_coll_publish(const void* data, size_t bytes) {
-  std::memcpy(emu_coll_slot(threadIdx.x % 32), data, bytes);
+  std::memcpy(emu_coll_slot(emu_tid() % 32), data, bytes);
   __syncwarp();
 }
-inline void emu_coll_done() { ++emu().coll_count[threadIdx.x]; }
+inline void emu_coll_done() { ++emu().coll_count[emu_tid()]; }
 inline uint16_t emu_ld16(const unsigned char* row, int elem) {
   uint16_t v;
   std::memcpy(&v, row + 2 * elem, 2);
@@ -266,7 +269,7 @@ inline uint16_t emu_ld16(const unsigned char* row, int elem) {
 template <bool kTrans>
 void emu_ldmatrix_x4(uint32_t (&r)[4], const void* row) {
   emu_coll_publish(&row, sizeof row);
-  const int lane = threadIdx.x % 32;
+  const int lane = emu_tid() % 32;
   for (int j = 0; j < 4; ++j) {
     uint16_t lo, hi;
     if (!kTrans) {  // row lane/4, elements 2(lane%4), +1 of matrix j
@@ -307,7 +310,7 @@ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b
     const uint32_t* s = emu_coll_slot(4 * col + (k % 8) / 2);
     return half_of(s, 4 + (k >= 8 ? 1 : 0), k % 2);
   };
-  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int lane = emu_tid() % 32, g = lane / 4, t = lane % 4;
   for (int i = 0; i < 4; ++i) {
     const int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i % 2);
     float acc = d[i];
@@ -341,7 +344,7 @@ inline unsigned char* emu_smem_ptr(uint32_t a, size_t bytes) {
 }
 inline void emu_deliver_copies() {
   auto& e = emu();
-  const int t = threadIdx.x;
+  const int t = emu_tid();
   for (auto& g : e.copy_groups[t]) for (const EmuCopy& c : g) std::memcpy(c.dst, c.bytes, 16);
   e.copy_groups[t].clear();
   for (const EmuCopy& c : e.open_copies[t]) std::memcpy(c.dst, c.bytes, 16);
@@ -391,8 +394,8 @@ template <int N> void fence_operands(uint32_t (&)[N]) {}
 inline void wgmma_fence() {}
 inline void wgmma_commit() {
   auto& e = emu();
-  e.wgmma_groups[threadIdx.x].push_back(std::move(e.wgmma_open[threadIdx.x]));
-  e.wgmma_open[threadIdx.x].clear();
+  e.wgmma_groups[emu_tid()].push_back(std::move(e.wgmma_open[emu_tid()]));
+  e.wgmma_open[emu_tid()].clear();
 }
 // The model of how wgmma addresses a 128-byte-swizzled operand: element (mn, k) of a k-step.
 inline uint32_t emu_wgmma_address(uint64_t desc, int mn, int k, bool mn_major) {
@@ -408,7 +411,7 @@ inline float emu_wgmma_load(uint32_t addr, bool bf16) {
   return bf16 ? emu_bits_to_float(bits, (__nv_bfloat16*)nullptr) : emu_bits_to_float(bits, (__half*)nullptr);
 }
 inline void emu_run_wgmma(const EmuWgmma& op) {
-  const int tid = threadIdx.x % 128;
+  const int tid = emu_tid() % 128;
   const int row0 = wgmma::accumulator_element(tid, 0).row;
   for (int i = 0; i < op.n_regs; ++i) {
     const wgmma::RowCol rc = wgmma::accumulator_element(tid, i);
@@ -424,7 +427,7 @@ inline void emu_run_wgmma(const EmuWgmma& op) {
 }
 template <int N>
 void wgmma_wait() {
-  auto& groups = emu().wgmma_groups[threadIdx.x];
+  auto& groups = emu().wgmma_groups[emu_tid()];
   while (groups.size() > static_cast<size_t>(N)) {
     for (const EmuWgmma& op : groups.front()) emu_run_wgmma(op);
     groups.erase(groups.begin());
@@ -435,7 +438,7 @@ void wgmma_m64n128k16_ss(float (&d)[64], uint64_t desc_a, uint64_t desc_b, uint3
   EmuWgmma op{};
   op.d = d; op.n_regs = 64; op.accumulate = accumulate != 0; op.a_in_regs = false; op.trans_b = false;
   op.bf16 = std::is_same_v<T, __nv_bfloat16>; op.desc_a = desc_a; op.desc_b = desc_b;
-  emu().wgmma_open[threadIdx.x].push_back(op);
+  emu().wgmma_open[emu_tid()].push_back(op);
 }
 // A from registers: every lane publishes its four registers; each keeps the 16 elements of
 // its two rows (wgmma::a_fragment_element says who holds what).
@@ -445,7 +448,7 @@ void wgmma_m64nNk16_rs(float (&d)[N], const uint32_t (&a)[4], uint64_t desc_b) {
   op.d = d; op.n_regs = N; op.accumulate = true; op.a_in_regs = true; op.trans_b = true;
   op.bf16 = std::is_same_v<T, __nv_bfloat16>; op.desc_b = desc_b;
   emu_coll_publish(a, sizeof a);
-  const int tid = threadIdx.x % 128, warp = tid / 32;
+  const int tid = emu_tid() % 128, warp = tid / 32;
   const int row0 = wgmma::accumulator_element(tid, 0).row;
   for (int lane = 0; lane < 32; ++lane) {
     const uint32_t* slot = emu_coll_slot(lane);
@@ -458,6 +461,6 @@ void wgmma_m64nNk16_rs(float (&d)[N], const uint32_t (&a)[4], uint64_t desc_b) {
     }
   }
   emu_coll_done();
-  emu().wgmma_open[threadIdx.x].push_back(op);
+  emu().wgmma_open[emu_tid()].push_back(op);
 }
 }  // namespace octavo::cuda::ptx

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the paged-attention and sampling kernels for the CPU emulator and checks them, the
-# attention against float64 and the sampling against the CPU sampler:
+# Builds the paged-attention, sampling, norm and rope kernels for the CPU emulator and checks
+# them, the attention, norms and rope against float64 and the sampling against the CPU sampler:
 #   tests/cuda_emulation/run.sh [CASES] [SEED]
 # Needs g++ with C++20 and the CUDA headers (CUDA_HOME, default /usr/local/cuda); no GPU.
 set -euo pipefail
@@ -23,6 +23,14 @@ for src in "$root"/cuda/kernels/attention/*.cu; do
   objs+=("$work/$name.o")
 done
 g++ "${flags[@]}" -c "$here/paged_attention_emulation_test.cc" -o "$work/test.o" &
+norm_rope_objs=()
+for src in "$root"/cuda/kernels/norm/rms_norm.cu "$root"/cuda/kernels/rope/rope.cu; do
+  name="$(basename "$src" .cu)"
+  python3 "$here/to_host_source.py" "$src" "$work/$name.cc"
+  g++ "${flags[@]}" -c "$work/$name.cc" -o "$work/$name.o" &
+  norm_rope_objs+=("$work/$name.o")
+done
+g++ "${flags[@]}" -c "$here/norm_rope_emulation_test.cc" -o "$work/norm_rope_test.o" &
 python3 "$here/to_host_source.py" "$root/cuda/kernels/sampling/sampling.cu" "$work/sampling.cc"
 g++ "${flags[@]}" -c "$work/sampling.cc" -o "$work/sampling_1024.o" &
 g++ "${flags[@]}" -DOCTAVO_SAMPLING_THREADS=128 -c "$work/sampling.cc" -o "$work/sampling_128.o" &
@@ -33,9 +41,12 @@ done
 g++ "${host_flags[@]}" -std=c++20 -c "$here/sampling_emulation_test.cc" -o "$work/sampling_test.o" &
 wait
 g++ -o "$work/test" "${objs[@]}" "$work/test.o"
+g++ -o "$work/norm_rope_test" "${norm_rope_objs[@]}" "$work/norm_rope_test.o"
 sampling_objs=("$work/sampling_test.o" "$work/cpu_sampling.o" "$work/tensor.o" "$work/dtype.o" "$work/sampling_pack.o")
 g++ -o "$work/sampling_1024" "$work/sampling_1024.o" "${sampling_objs[@]}"
 g++ -o "$work/sampling_128" "$work/sampling_128.o" "${sampling_objs[@]}"
+echo "== rms_norm, add_rms_norm, rope (+ KV-cache write)"
+"$work/norm_rope_test" "${1:-20}" "${2:-1}"
 # The default paths on the emulated sm_90 (tensor-core decode, the wgmma FlashAttention-3-style
 # prefill), the FlashAttention-2-style prefill (OCTAVO_PREFILL_FLASH, the sm_80 default), then
 # the classic CUDA-core decode and wmma prefill (paged_attention.cu: OCTAVO_CLASSIC_ATTENTION).
