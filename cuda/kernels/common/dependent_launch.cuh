@@ -5,9 +5,13 @@
 // where the kernels themselves last 2-80 us). The kernel must call wait_for_producer() before
 // it reads anything the previous kernel writes (or writes anything it reads), and every block
 // must call it, early exits included: a kernel whose blocks all left without waiting could
-// complete before its own producer, and the kernel after it would wait on nothing. Graph capture keeps the
-// programmatic edges. Below sm_90, or with OCTAVO_PDL=0, launch_dependent is a plain launch
-// and wait_for_producer() returns at once.
+// complete before its own producer, and the kernel after it would wait on nothing. What no
+// kernel writes may be read before the wait, overlapping the producer's tail: weights and
+// tables, and a step's inputs (positions, slots, sequence lengths), which the engine copies
+// from the host before the forward's first kernel (a copy is never launched early, so every
+// kernel after it starts after it lands). The norms, rope and decode attention do. Graph
+// capture keeps the programmatic edges. Below sm_90, or with OCTAVO_PDL=0, launch_dependent
+// is a plain launch and wait_for_producer() returns at once.
 #pragma once
 
 #include <cuda_runtime.h>
