@@ -14,22 +14,8 @@
 #include <cstdlib>
 
 #include "attention/paged_attention.h"
+#include "emulated_runtime.h"
 
-// The CUDA runtime calls the launch code makes, answered for an emulated sm_90.
-extern "C" const char* cudaGetErrorString(cudaError_t) { return "emulated CUDA error"; }
-extern "C" cudaError_t cudaGetDevice(int* d) {
-  *d = 0;
-  return cudaSuccess;
-}
-extern "C" cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int) {
-  const char* smem = getenv("EMU_SMEM");
-  switch (attr) {
-    case cudaDevAttrComputeCapabilityMajor: *v = 9; break;
-    case cudaDevAttrComputeCapabilityMinor: *v = 0; break;
-    default: *v = smem ? atoi(smem) : 232448; break;  // H100's opt-in limit
-  }
-  return cudaSuccess;
-}
 #include <cstdio>
 #include <random>
 #include <string>
@@ -42,13 +28,6 @@ struct Case {
   std::vector<Row> rows; int kv_heads, group, head_dim, block_size, window; int dtype; int pad_q, pad_out;
 };
 
-template <typename T> T cvt(float x);
-template <> float cvt<float>(float x) { return x; }
-template <> __half cvt<__half>(float x) { return __float2half(x); }
-template <> __nv_bfloat16 cvt<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
-inline float back(float x) { return x; }
-inline float back(__half x) { return __half2float(x); }
-inline float back(__nv_bfloat16 x) { return __bfloat162float(x); }
 
 static int failures = 0;
 

@@ -15,21 +15,24 @@ flags=(-std=c++20 -O1 -w -U_FORTIFY_SOURCE -include "$here/cuda_emulation.h" -I"
 # builds it: -march=native, so its multiply-adds are fused the same way) and the packing.
 host_flags=(-std=c++17 -O2 -w -I"$root/cpp/src" -I"$root/cpp/include" -I"$root/cuda" -I"$root/cuda/kernels"
             -I"$cuda_home/include")
+# compile_kernels ARRAY SRC...: rewrites each kernel source for the emulator and compiles it
+# in the background (the `wait` below collects them), appending the objects to ARRAY.
+compile_kernels() {
+  local -n into=$1
+  shift
+  for src; do
+    local name
+    name="$(basename "$src" .cu)"
+    python3 "$here/to_host_source.py" "$src" "$work/$name.cc"
+    g++ "${flags[@]}" -c "$work/$name.cc" -o "$work/$name.o" &
+    into+=("$work/$name.o")
+  done
+}
 objs=()
-for src in "$root"/cuda/kernels/attention/*.cu; do
-  name="$(basename "$src" .cu)"
-  python3 "$here/to_host_source.py" "$src" "$work/$name.cc"
-  g++ "${flags[@]}" -c "$work/$name.cc" -o "$work/$name.o" &
-  objs+=("$work/$name.o")
-done
+compile_kernels objs "$root"/cuda/kernels/attention/*.cu
 g++ "${flags[@]}" -c "$here/paged_attention_emulation_test.cc" -o "$work/test.o" &
 norm_rope_objs=()
-for src in "$root"/cuda/kernels/norm/rms_norm.cu "$root"/cuda/kernels/rope/rope.cu; do
-  name="$(basename "$src" .cu)"
-  python3 "$here/to_host_source.py" "$src" "$work/$name.cc"
-  g++ "${flags[@]}" -c "$work/$name.cc" -o "$work/$name.o" &
-  norm_rope_objs+=("$work/$name.o")
-done
+compile_kernels norm_rope_objs "$root"/cuda/kernels/norm/rms_norm.cu "$root"/cuda/kernels/rope/rope.cu
 g++ "${flags[@]}" -c "$here/norm_rope_emulation_test.cc" -o "$work/norm_rope_test.o" &
 python3 "$here/to_host_source.py" "$root/cuda/kernels/sampling/sampling.cu" "$work/sampling.cc"
 g++ "${flags[@]}" -c "$work/sampling.cc" -o "$work/sampling_1024.o" &
