@@ -104,10 +104,11 @@ CublasLtGemm::~CublasLtGemm() {
 CublasLtGemm::Plan& CublasLtGemm::plan(const Key& key) {
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
-  const auto [m, n, k, x_stride, w_stride, y_stride, in_i, out_i, has_bias] = key;
+  const auto [m, n, k, x_stride, w_stride, y_stride, in_i, out_i, has_bias, slices] = key;
   const DType in = static_cast<DType>(in_i), out = static_cast<DType>(out_i);
   Plan p;
   p.name = std::to_string(m) + " x " + std::to_string(n) + " x " + std::to_string(k) + " " + dtype_name(in);
+  if (slices > 1) p.name += " in " + std::to_string(slices) + " k slices";
   // fp32 inputs stay in true fp32 (no TF32): that is the mode the tests compare with the CPU.
   OCTAVO_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t trans = CUBLAS_OP_T, no_trans = CUBLAS_OP_N;
@@ -120,9 +121,23 @@ CublasLtGemm::Plan& CublasLtGemm::plan(const Key& key) {
     OCTAVO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                                        sizeof(bias_type)));
   }
-  OCTAVO_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, cuda_type(in), k, n, w_stride));
-  OCTAVO_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, cuda_type(in), k, m, x_stride));
+  // k slices: batch s of A and B starts s * k / slices elements into each row, batch s of D
+  // is the dense [m, n] block s.
+  const int64_t slice_k = k / slices;
+  OCTAVO_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, cuda_type(in), slice_k, n, w_stride));
+  OCTAVO_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, cuda_type(in), slice_k, m, x_stride));
   OCTAVO_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, cuda_type(out), n, m, y_stride));
+  if (slices > 1) {
+    const int32_t batch = static_cast<int32_t>(slices);
+    const int64_t d_offset = m * y_stride;
+    for (cublasLtMatrixLayout_t layout : {p.a, p.b, p.d}) {
+      OCTAVO_CUBLAS_CHECK(
+          cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)));
+      const int64_t offset = layout == p.d ? d_offset : slice_k;
+      OCTAVO_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                           &offset, sizeof(offset)));
+    }
+  }
 
   cublasLtMatmulPreference_t pref = nullptr;
   OCTAVO_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -266,10 +281,26 @@ void CublasLtGemm::run(int64_t m, int64_t n, int64_t k, const void* x, int64_t x
                        DType out_dtype) {
   if (m == 0 || n == 0) return;
   Plan& p = plan(Key{m, n, k, x_stride, w_stride, y_stride, static_cast<int>(in_dtype),
-                     static_cast<int>(out_dtype), bias != nullptr});
+                     static_cast<int>(out_dtype), bias != nullptr, 1});
   if (bias != nullptr) {
     OCTAVO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
+  run_plan(p, x, w, y);
+}
+
+void CublasLtGemm::run_k_slices(int64_t m, int64_t n, int64_t k, int64_t slices, const void* x, int64_t x_stride,
+                                const void* w, int64_t w_stride, float* partials, DType in_dtype) {
+  if (slices < 1 || k % (8 * slices) != 0 || dtype_size(in_dtype) != 2) {
+    throw std::invalid_argument("cuBLASLt k slices: k = " + std::to_string(k) + " is not a multiple of 8 x " +
+                                std::to_string(slices) + " slices of 16-bit inputs");
+  }
+  if (m == 0 || n == 0) return;
+  Plan& p = plan(Key{m, n, k, x_stride, w_stride, n, static_cast<int>(in_dtype), static_cast<int>(DType::kFloat32),
+                     false, slices});
+  run_plan(p, x, w, partials);
+}
+
+void CublasLtGemm::run_plan(Plan& p, const void* x, const void* w, void* y) {
   p.used = true;
   if (in_round_ && p.next_candidate < p.candidates.size()) {
     const RoundCall call{&p, round_event(), round_event()};

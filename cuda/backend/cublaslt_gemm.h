@@ -39,6 +39,12 @@ class CublasLtGemm {
 
   void run(int64_t m, int64_t n, int64_t k, const void* x, int64_t x_stride, const void* w, int64_t w_stride,
            const void* bias, void* y, int64_t y_stride, DType in_dtype, DType out_dtype);
+  // Split-K by hand: partials[s, m, n] = x[:, s*k/slices : (s+1)*k/slices] . (the same
+  // columns of w)^T for s in [0, slices), in fp32, as one strided-batched GEMM; the caller
+  // sums the slices (the CUDA backend: inside the norm that reads them). k must be a
+  // multiple of 8 * slices (16-byte aligned slices of 16-bit inputs); partials are dense.
+  void run_k_slices(int64_t m, int64_t n, int64_t k, int64_t slices, const void* x, int64_t x_stride,
+                    const void* w, int64_t w_stride, float* partials, DType in_dtype);
   // Off: shapes not yet tuned keep the heuristic's first pick and run without timing (no
   // synchronization); on (the default): they are timed at their first eager call.
   void set_tuning(bool enabled) { tuning_ = enabled; }
@@ -49,7 +55,8 @@ class CublasLtGemm {
   void end_tuning_round();
 
  private:
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, bool>;
+  // m, n, k, x_stride, w_stride, y_stride, in dtype, out dtype, bias, k slices (1: plain).
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, bool, int64_t>;
   struct Plan {
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
@@ -65,6 +72,9 @@ class CublasLtGemm {
     cudaEvent_t start, stop;
   };
   Plan& plan(const Key& key);
+  // Runs p on these operands: a tuning round's next candidate, a first eager call's tuning,
+  // or the chosen algorithm.
+  void run_plan(Plan& p, const void* x, const void* w, void* y);
   // OCTAVO_GEMM_INPLACE_SPLITK=1 (an experiment): adds the candidates with no separate
   // split-K reduce kernel.
   void add_inplace_split_k_candidates(Plan& p);

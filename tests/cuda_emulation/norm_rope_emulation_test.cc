@@ -1,4 +1,4 @@
-// launch_rms_norm, launch_add_rms_norm and launch_rope (with and without its KV-cache write)
+// launch_rms_norm, launch_add_rms_norm, launch_add_slices_rms_norm and launch_rope (with and without its KV-cache write)
 // against float64 references, through cuda_emulation.h (see run.sh), on random inputs in
 // fp32, fp16 and bf16: block-mode norms with one and with several 16-byte units per thread,
 // warp-mode per-head norms (2-D blocks), the scalar paths, padded row strides, out aliasing
@@ -109,6 +109,53 @@ void norm_case(int64_t rows, int64_t heads, int64_t dim, int64_t pad, bool add, 
   if (touched) { ++failures; std::printf("FAIL %s: %zu padding elements written\n", what.c_str(), touched); }
 }
 
+// launch_add_slices_rms_norm: residual += (the fp32 sum of num_slices slices, rounded to T).
+// The stored residual must be exact (the slices summed in order in fp32, as the kernel
+// does), the output within tolerance of float64.
+template <typename T>
+void slices_case(int64_t rows, int64_t dim, int64_t pad, int64_t num_slices, bool out_is_residual) {
+  const int64_t stride = dim + pad;
+  const size_t n = static_cast<size_t>(rows * stride);
+  const float eps = 1e-5f;
+  std::vector<T> x = random_values<T>(n, 2.0f), w = random_values<T>(dim, 0.5f);
+  std::vector<float> slices(static_cast<size_t>(num_slices * rows * dim));
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (float& v : slices) v = nd(rng);
+  std::vector<T> out(n, cvt<T>(std::nanf("")));
+  const std::vector<T> x0 = x;
+  std::vector<double> want(n, 0.0), want_residual(n, 0.0);
+  std::vector<size_t> at;
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int64_t i = 0; i < dim; ++i) {
+      float sum = 0.0f;
+      for (int64_t s = 0; s < num_slices; ++s) sum += slices[(s * rows + r) * dim + i];
+      const size_t e = static_cast<size_t>(r * stride + i);
+      want_residual[e] = back(cvt<T>(back(x0[e]) + back(cvt<T>(sum))));
+      ss += want_residual[e] * want_residual[e];
+      at.push_back(e);
+    }
+    const double inv = 1.0 / std::sqrt(ss / dim + eps);
+    for (int64_t i = 0; i < dim; ++i) want[r * stride + i] = want_residual[r * stride + i] * inv * back(w[i]);
+  }
+  T* out_ptr = out_is_residual ? x.data() : out.data();
+  launch_add_slices_rms_norm(x.data(), stride, slices.data(), num_slices, w.data(), out_ptr, stride, rows, dim, eps,
+                             kdt<T>(), nullptr);
+  const std::string what = "add_slices_rms_norm rows=" + std::to_string(rows) + " dim=" + std::to_string(dim) +
+                           " pad=" + std::to_string(pad) + " slices=" + std::to_string(num_slices) +
+                           (out_is_residual ? " out=x" : "");
+  check(what, out_is_residual ? x : out, want, at);
+  if (!out_is_residual) {
+    size_t wrong = 0, touched = 0;
+    for (size_t i : at) wrong += back(x[i]) != want_residual[i];
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = dim; i < stride; ++i) touched += !std::isnan(back(out[r * stride + i]));
+    if (wrong || touched) ++failures;
+    std::printf("%s %-4s %-58s %zu wrong, %zu padding written\n", wrong || touched ? "FAIL" : "ok  ", name<T>(),
+                (what + " residual").c_str(), wrong, touched);
+  }
+}
+
 template <typename T>
 void rope_case(int tokens, int q_heads, int kv_heads, int head_dim, int rot_dim, bool with_cache) {
   const int max_pos = 64, half = rot_dim / 2;
@@ -198,6 +245,13 @@ void fixed_cases() {
   norm_case<T>(2, 1, 16384, 0, true, 0);
   norm_case<T>(2, 1, 1030, 2, true, 2);
   norm_case<T>(4, 1, 128, 0, true, 0);
+  // Split-K slices: batch-1 o_proj / down shapes (block mode), a small batch, warp mode, and
+  // the scalar path (dim not a multiple of a 16-byte unit).
+  slices_case<T>(1, 4096, 0, 4, false);
+  slices_case<T>(1, 4096, 0, 14, true);
+  slices_case<T>(5, 4096, 8, 2, false);
+  slices_case<T>(3, 256, 0, 8, false);
+  slices_case<T>(2, 1030, 2, 3, false);
   rope_case<T>(4, 4, 2, 128, 128, true);
   rope_case<T>(3, 4, 2, 64, 32, true);
   rope_case<T>(3, 8, 1, 64, 64, false);
@@ -210,6 +264,7 @@ void random_case() {
   const int64_t heads = 1 + rng() % 3;
   const bool add = rng() % 2;
   norm_case<T>(1 + rng() % 3, add ? 1 : heads, dim, rng() % 3 * 8, add, static_cast<int>(rng() % (add ? 3 : 2)));
+  slices_case<T>(1 + rng() % 3, dim, rng() % 3 * 8, 1 + rng() % 16, rng() % 2);
   const int head_dim = 16 * (1 + rng() % 8), rot = 2 * (1 + rng() % (head_dim / 2));
   rope_case<T>(1 + rng() % 4, 1 + rng() % 8, 1 + rng() % 3, head_dim, rot, rng() % 2);
 }

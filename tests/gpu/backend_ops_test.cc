@@ -228,6 +228,35 @@ TEST_P(BackendOpsTest, NormsMatchCpu) {
   }
 }
 
+// o_proj / down fused with the norm after them. Skinny 16-bit steps take the split-K path
+// (k in OCTAVO_SPLIT_K slices, summed inside the norm); more rows, k not a multiple of 8
+// slices, or fp32 take cuBLASLt's GEMM and add_rms_norm: both must match the CPU.
+TEST_P(BackendOpsTest, GemmAddRmsNormMatchesCpu) {
+  const DType dt = GetParam();
+  for (auto [m, n, k] : std::vector<std::array<int64_t, 3>>{
+           {1, 4096, 4096}, {1, 4096, 14336}, {3, 256, 1024}, {16, 128, 512}, {17, 128, 512}, {2, 64, 72}}) {
+    HostTensor x = rounded(random({m, k})), w = rounded(random({n, k}, 1.0f / std::sqrt(static_cast<float>(k))));
+    HostTensor residual = rounded(random({m, n})), norm_w = rounded(random({n}, 0.5f));
+    Buffer cx = cpu_->upload(x), cw = cpu_->upload(w), cr = cpu_->upload(residual), cn = cpu_->upload(norm_w);
+    Buffer cs = cpu_->allocate(m * n * 4), co = cpu_->allocate(m * n * 4);
+    Tensor crt = cr.as(DType::kFloat32, {m, n}), cst = cs.as(DType::kFloat32, {m, n}),
+           cot = co.as(DType::kFloat32, {m, n});
+    cpu_->gemm(cx.as(DType::kFloat32, {m, k}), cw.as(DType::kFloat32, {n, k}), nullptr, cst);
+    cpu_->add_rms_norm(crt, cst, cn.as(DType::kFloat32, {n}), 1e-5f, cot);
+    std::vector<float> want_out(m * n), want_res(m * n);
+    std::memcpy(want_out.data(), co.data(), want_out.size() * 4);
+    std::memcpy(want_res.data(), cr.data(), want_res.size() * 4);
+
+    Buffer gx = gpu_->upload(x), gw = gpu_->upload(w), gr = gpu_->upload(residual), gn = gpu_->upload(norm_w);
+    Buffer gs = poisoned({m, n}, dt), go = poisoned({m, n}, dt);
+    Tensor grt = gr.as(dt, {m, n}), gst = gs.as(dt, {m, n}), got = go.as(dt, {m, n});
+    gpu_->gemm_add_rms_norm(gx.as(dt, {m, k}), gw.as(dt, {n, k}), gst, grt, gn.as(dt, {n}), 1e-5f, got);
+    const std::string shape = std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
+    expect_close(on_gpu(go, {m, n}, dt), want_out, "gemm_add_rms_norm out " + shape);
+    expect_close(on_gpu(gr, {m, n}, dt), want_res, "gemm_add_rms_norm residual " + shape);
+  }
+}
+
 TEST_P(BackendOpsTest, SiluMulEmbeddingAndGatherMatchCpu) {
   const DType dt = GetParam();
   const int64_t tokens = 37, inter = 344, vocab = 500, hidden = 192;

@@ -130,6 +130,16 @@ class Backend {
   virtual void add_rms_norm(Tensor& residual, const Tensor& delta, const Tensor& w, float eps,
                             Tensor& out) = 0;
 
+  // residual += x . w^T; out = rms_norm(residual) * norm_w: a projection whose output only
+  // joins the residual stream (o_proj, down). scratch [rows, w.dim(0)] (compute dtype) holds
+  // the projection on the way; its contents afterwards are unspecified. The CUDA backend
+  // splits skinny ones along k and sums the slices inside the norm (no reduce kernel).
+  virtual void gemm_add_rms_norm(const Tensor& x, const Tensor& w, Tensor& scratch, Tensor& residual,
+                                 const Tensor& norm_w, float eps, Tensor& out) {
+    gemm(x, w, nullptr, scratch);
+    add_rms_norm(residual, scratch, norm_w, eps, out);
+  }
+
   // Rotates q [tokens, q_heads, head_dim] and k [tokens, kv_heads, head_dim] in place,
   // HF "rotate_half" (NeoX) layout, at positions[tokens].
   virtual void rope(Tensor& q, Tensor& k, const int32_t* positions, const RopeTable& table) = 0;

@@ -131,10 +131,6 @@ void DecoderModel::attention_block(const LayerWeights& layer, int32_t layer_inde
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   backend_.paged_attention(q, cache.keys[layer_index], cache.values[layer_index], in.attention, scale,
                            config_.sliding_window, attn);
-
-  Tensor attn_2d = attn_out_.as(dt, {n, q_size});
-  Tensor proj = proj_out_.as(dt, {n, config_.hidden_size});
-  backend_.gemm(attn_2d, layer.o_proj.as(dt, {config_.hidden_size, q_size}), nullptr, proj);
 }
 
 Tensor DecoderModel::forward(const ForwardInputs& in, KVCache& cache) {
@@ -154,20 +150,28 @@ Tensor DecoderModel::forward(const ForwardInputs& in, KVCache& cache) {
   Tensor gate_up = gate_up_.as(dt, {n, 2 * inter});
   Tensor act = act_.as(dt, {n, inter});
 
+  const int64_t q_size = static_cast<int64_t>(config_.num_heads) * config_.head_dim;
+  Tensor attn_2d = attn_out_.as(dt, {n, q_size});
+
+  // Each projection that only joins the residual stream (o_proj, and down but the last
+  // layer's) is fused with the norm after it: gemm_add_rms_norm.
   backend_.embedding(weights_.embed.as(dt, {config_.vocab_size, h}), in.token_ids, residual);
+  backend_.rms_norm(residual, weights_.layers[0].input_norm.as(dt, {h}), eps, hidden);
   for (int32_t l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& layer = weights_.layers[l];
-    if (l == 0) {
-      backend_.rms_norm(residual, layer.input_norm.as(dt, {h}), eps, hidden);
-    } else {
-      // The previous layer's MLP output joins the residual stream here.
-      backend_.add_rms_norm(residual, proj, layer.input_norm.as(dt, {h}), eps, hidden);
-    }
     attention_block(layer, l, in, cache, n);
-    backend_.add_rms_norm(residual, proj, layer.post_norm.as(dt, {h}), eps, hidden);
+    backend_.gemm_add_rms_norm(attn_2d, layer.o_proj.as(dt, {h, q_size}), proj, residual,
+                               layer.post_norm.as(dt, {h}), eps, hidden);
     backend_.gemm(hidden, layer.gate_up.as(dt, {2 * inter, h}), nullptr, gate_up);
     backend_.silu_mul(gate_up, act);
-    backend_.gemm(act, layer.down.as(dt, {h, inter}), nullptr, proj);
+    const Tensor down = layer.down.as(dt, {h, inter});
+    if (l + 1 < config_.num_layers) {
+      backend_.gemm_add_rms_norm(act, down, proj, residual, weights_.layers[l + 1].input_norm.as(dt, {h}), eps,
+                                 hidden);
+    } else {
+      // The last MLP output stays in proj: only the logit rows need its add and final norm.
+      backend_.gemm(act, down, nullptr, proj);
+    }
   }
   // Only the logit rows need the last residual add, the final norm and the LM head. Up to
   // max_logit_rows they are gathered first and normed alone; more (prompt logprobs of long

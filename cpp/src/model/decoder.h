@@ -63,6 +63,7 @@ class DecoderModel {
  private:
   // logits [hidden.rows(), vocab] = hidden . lm_head^T, into logits_.
   Tensor lm_head(const Tensor& hidden);
+  // qkv, q/k norms, rope, KV write and attention, into attn_out_ (o_proj is the caller's).
   void attention_block(const LayerWeights& layer, int32_t layer_index, const ForwardInputs& in,
                        KVCache& cache, int32_t n);
 

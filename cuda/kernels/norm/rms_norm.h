@@ -36,4 +36,18 @@ void launch_add_rms_norm(void* residual,               // [rows, dim], updated i
                          int64_t rows, int64_t dim, float eps, KernelDType dtype,
                          cudaStream_t stream);
 
+// residual += sum of the slices of a split-K projection, then out = rms_norm(residual) * w:
+// the slices are summed in fp32 and rounded to the element type (what the unsplit GEMM
+// would have stored), then added as launch_add_rms_norm adds delta. out may alias residual.
+// Throws std::invalid_argument as launch_rms_norm does, and for num_slices < 1.
+void launch_add_slices_rms_norm(void* residual,               // [rows, dim], updated in place
+                                int64_t residual_row_stride,  // elements
+                                const float* slices,          // [num_slices, rows, dim], dense
+                                int64_t num_slices,
+                                const void* weight,           // [dim]
+                                void* out,                    // [rows, dim]
+                                int64_t out_row_stride,       // elements
+                                int64_t rows, int64_t dim, float eps, KernelDType dtype,
+                                cudaStream_t stream);
+
 }  // namespace octavo::cuda
