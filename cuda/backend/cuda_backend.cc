@@ -42,11 +42,15 @@ KernelDType kernel_dtype(DType dtype) {
 
 // cuBLASLt's recommended workspace on Hopper is 32 MiB.
 constexpr size_t kGemmWorkspaceBytes = 32u << 20;
-// Split-K by hand (gemm_add_rms_norm): steps of at most kSplitKMaxRows rows split o_proj
-// and down into OCTAVO_SPLIT_K slices of k (default kDefaultSplitK; 0 or 1: off), whose fp32
-// partials (a pool of kSplitKPartialsBytes planned here) the following norm sums, in place of
-// cuBLASLt's own split-K and its reduce kernel (2 x 2.1 us per layer at batch 1 on an H100).
+// Split-K by hand (gemm_add_rms_norm): steps of at most kSplitKMaxRows rows split a
+// projection with k <= kSplitKMaxK (o_proj) into OCTAVO_SPLIT_K slices of k (default
+// kDefaultSplitK; 0 or 1: off), whose fp32 partials (a pool of kSplitKPartialsBytes planned
+// here) the following norm sums, in place of cuBLASLt's own split-K and its reduce kernel.
+// Measured at batch 1, Llama-3-8B shape, H100 (docs/perf_notes.md, run 5): o_proj 13.2 us
+// + 0.85 us more in the norm, against 13.5 + 2.0 us of reduce; down (k = 14336) lost, 49.6 us
+// in 4 slices against 40.3 + 2.0 for cuBLASLt's split-K, so it keeps cuBLASLt's.
 constexpr int64_t kSplitKMaxRows = 16;
+constexpr int64_t kSplitKMaxK = 4096;
 constexpr int64_t kDefaultSplitK = 4;
 constexpr size_t kSplitKPartialsBytes = 8u << 20;
 
@@ -164,7 +168,8 @@ class CudaBackend final : public Backend {
                          float eps, Tensor& out) override {
     const int64_t m = x.dim(0), n = w.dim(0), k = x.dim(1), slices = split_k_slices();
     const bool split = split_k_partials_.data() != nullptr && x.dtype == w.dtype && x.dtype == dtype_ &&
-                       m <= kSplitKMaxRows && k % (8 * slices) == 0 && residual.row_size() == n &&
+                       m <= kSplitKMaxRows && k <= kSplitKMaxK && k % (8 * slices) == 0 &&
+                       residual.row_size() == n &&
                        static_cast<size_t>(slices * m * n) * sizeof(float) <= split_k_partials_.bytes();
     if (!split) {
       Backend::gemm_add_rms_norm(x, w, scratch, residual, norm_w, eps, out);
