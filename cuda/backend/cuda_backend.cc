@@ -42,16 +42,18 @@ KernelDType kernel_dtype(DType dtype) {
 
 // cuBLASLt's recommended workspace on Hopper is 32 MiB.
 constexpr size_t kGemmWorkspaceBytes = 32u << 20;
-// Split-K by hand (gemm_add_rms_norm): steps of at most kSplitKMaxRows rows split a
-// projection with k <= kSplitKMaxK (o_proj) into OCTAVO_SPLIT_K slices of k (default
-// kDefaultSplitK; 0 or 1: off), whose fp32 partials (a pool of kSplitKPartialsBytes planned
-// here) the following norm sums, in place of cuBLASLt's own split-K and its reduce kernel.
-// Measured at batch 1, Llama-3-8B shape, H100 (docs/perf_notes.md, run 5): o_proj 13.2 us
-// + 0.85 us more in the norm, against 13.5 + 2.0 us of reduce; down (k = 14336) lost, 49.6 us
-// in 4 slices against 40.3 + 2.0 for cuBLASLt's split-K, so it keeps cuBLASLt's.
+// Split-K by hand (gemm_add_rms_norm), opt-in: with OCTAVO_SPLIT_K=S (S > 1; default
+// kDefaultSplitK = 1, off), steps of at most kSplitKMaxRows rows split a projection with
+// k <= kSplitKMaxK (o_proj) into S slices of k, whose fp32 partials (a pool of
+// kSplitKPartialsBytes planned here) the following norm sums, in place of cuBLASLt's own
+// split-K and its reduce kernel. Measured at batch 1, Llama-3-8B shape, H100
+// (docs/perf_notes.md, run 5): o_proj in 4 slices 13.2 us + 0.85 us more in the norm, against
+// 13.5 + 2.0 us of reduce; down (k = 14336) lost (49.6 us in 4 slices against 40.3 + 2.0), so
+// it keeps cuBLASLt's. Off by default until the o_proj-only setting is measured end to end
+// (o_proj and down split: 5.872 ms/token against 5.850 off).
 constexpr int64_t kSplitKMaxRows = 16;
 constexpr int64_t kSplitKMaxK = 4096;
-constexpr int64_t kDefaultSplitK = 4;
+constexpr int64_t kDefaultSplitK = 1;
 constexpr size_t kSplitKPartialsBytes = 8u << 20;
 
 int64_t split_k_slices() {

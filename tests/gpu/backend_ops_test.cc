@@ -228,10 +228,10 @@ TEST_P(BackendOpsTest, NormsMatchCpu) {
   }
 }
 
-// o_proj / down fused with the norm after them. Skinny 16-bit steps with k <= 4096 take the
-// split-K path (k in OCTAVO_SPLIT_K slices, summed inside the norm); more rows, a deeper k
-// (down), k not a multiple of 8 slices, or fp32 take cuBLASLt's GEMM and add_rms_norm: both
-// must match the CPU.
+// o_proj / down fused with the norm after them. With OCTAVO_SPLIT_K=S > 1 (run_on_device.sh
+// runs this test with 4 too), skinny 16-bit steps with k <= 4096 take the split-K path (k in
+// S slices, summed inside the norm); more rows, a deeper k (down), k not a multiple of 8 S,
+// fp32, or the default (off) take cuBLASLt's GEMM and add_rms_norm: both must match the CPU.
 TEST_P(BackendOpsTest, GemmAddRmsNormMatchesCpu) {
   const DType dt = GetParam();
   for (auto [m, n, k] : std::vector<std::array<int64_t, 3>>{

@@ -55,6 +55,9 @@ grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure" "$OUT/gpu_ops.log"
 step "GPU attention op tests with prefill_flash instead of the wgmma prefill (OCTAVO_PREFILL_FLASH=1)"
 OCTAVO_PREFILL_FLASH=1 ./build/gpu/octavo_gpu_tests --gtest_filter='*Attention*' > "$OUT/gpu_ops_flash.log" 2>&1 || status=1
 grep -E "^\[  (FAILED|PASSED) |Failure" "$OUT/gpu_ops_flash.log"
+step "GPU gemm_add_rms_norm op test with split-K by hand (OCTAVO_SPLIT_K=4)"
+OCTAVO_SPLIT_K=4 ./build/gpu/octavo_gpu_tests --gtest_filter='*GemmAddRmsNorm*' > "$OUT/gpu_ops_split_k.log" 2>&1 || status=1
+grep -E "^\[  (FAILED|PASSED) |Failure" "$OUT/gpu_ops_split_k.log"
 step "GPU attention op tests with the classic kernels (OCTAVO_CLASSIC_ATTENTION=1)"
 OCTAVO_CLASSIC_ATTENTION=1 ./build/gpu/octavo_gpu_tests --gtest_filter='*Attention*' > "$OUT/gpu_ops_classic.log" 2>&1 || status=1
 grep -E "^\[  (FAILED|PASSED) |Failure" "$OUT/gpu_ops_classic.log"

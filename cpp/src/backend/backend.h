@@ -133,8 +133,8 @@ class Backend {
   // residual += x . w^T; out = rms_norm(residual) * norm_w: a projection whose output only
   // joins the residual stream (o_proj, down). scratch [rows, w.dim(0)] (compute dtype) holds
   // the projection on the way; its contents afterwards are unspecified. The CUDA backend
-  // splits skinny o_proj-sized ones along k and sums the slices inside the norm (no reduce
-  // kernel).
+  // can split skinny o_proj-sized ones along k and sum the slices inside the norm (no reduce
+  // kernel; OCTAVO_SPLIT_K).
   virtual void gemm_add_rms_norm(const Tensor& x, const Tensor& w, Tensor& scratch, Tensor& residual,
                                  const Tensor& norm_w, float eps, Tensor& out) {
     gemm(x, w, nullptr, scratch);
