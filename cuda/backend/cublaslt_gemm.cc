@@ -2,7 +2,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -46,17 +45,6 @@ int tune_candidates() {
     return n >= 1 && n <= kMaxTuneCandidates ? n : kTuneCandidates;
   }();
   return count;
-}
-
-// OCTAVO_GEMM_INPLACE_SPLITK=1: also offer the tuning the heuristic's candidates whose split-K
-// needs no reduce kernel (an experiment for batch-1 decode, where the reduce kernels of o_proj
-// and down cost 2 x 2.1 us per layer on the H100; not yet run on a GPU, so off by default).
-bool inplace_split_k_candidates() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("OCTAVO_GEMM_INPLACE_SPLITK");
-    return v != nullptr && v[0] == '1';
-  }();
-  return enabled;
 }
 
 bool tuning_log_enabled() {
@@ -163,34 +151,7 @@ CublasLtGemm::Plan& CublasLtGemm::plan(const Key& key) {
       if (results[i].state == CUBLAS_STATUS_SUCCESS) p.candidates.push_back(results[i].algo);
     }
   }
-  if (m <= kTuneMaxRows && inplace_split_k_candidates()) add_inplace_split_k_candidates(p);
   return plans_.emplace(key, p).first->second;
-}
-
-void CublasLtGemm::add_inplace_split_k_candidates(Plan& p) {
-  // Split-K without the separate reduce kernel (partials summed in the output, or no split):
-  // the tuning rounds time them beside the heuristic's usual picks.
-  cublasLtMatmulPreference_t pref = nullptr;
-  OCTAVO_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  OCTAVO_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                           &workspace_bytes_, sizeof(workspace_bytes_)));
-  const uint32_t mask = CUBLASLT_REDUCTION_SCHEME_INPLACE | CUBLASLT_REDUCTION_SCHEME_NONE;
-  OCTAVO_CUBLAS_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask, sizeof(mask)));
-  cublasLtMatmulHeuristicResult_t results[kMaxTuneCandidates] = {};
-  int found = 0;
-  const cublasStatus_t status =
-      cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.d, p.d, pref, tune_candidates(), results, &found);
-  cublasLtMatmulPreferenceDestroy(pref);
-  if (status != CUBLAS_STATUS_SUCCESS) return;  // none of that kind for this shape
-  if (p.candidates.empty()) p.candidates.push_back(p.algo);
-  for (int i = 0; i < found; ++i) {
-    if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
-    bool seen = false;
-    for (const cublasLtMatmulAlgo_t& a : p.candidates) seen = seen || std::memcmp(&a, &results[i].algo, sizeof(a)) == 0;
-    if (!seen) p.candidates.push_back(results[i].algo);
-  }
-  if (p.candidates.size() == 1) p.candidates.clear();
 }
 
 void CublasLtGemm::launch(Plan& p, const cublasLtMatmulAlgo_t& algo, const void* x, const void* w, void* y) {

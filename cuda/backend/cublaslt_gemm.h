@@ -75,9 +75,6 @@ class CublasLtGemm {
   // Runs p on these operands: a tuning round's next candidate, a first eager call's tuning,
   // or the chosen algorithm.
   void run_plan(Plan& p, const void* x, const void* w, void* y);
-  // OCTAVO_GEMM_INPLACE_SPLITK=1 (an experiment): adds the candidates with no separate
-  // split-K reduce kernel.
-  void add_inplace_split_k_candidates(Plan& p);
   void launch(Plan& p, const cublasLtMatmulAlgo_t& algo, const void* x, const void* w, void* y);
   // Times each candidate on these operands (y is overwritten) and keeps the fastest.
   void tune(Plan& p, const void* x, const void* w, void* y);

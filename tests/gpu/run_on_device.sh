@@ -101,7 +101,7 @@ for s in "${steps[@]}"; do
       --output-json "$OUT/latency_8b.json" 2>&1) | tee "$OUT/latency_8b.log" | grep -E "Start-up|ready|Avg time|graphs|gemm tuning\] (1|8|64) x"
     ;;
   ab)
-    # AB_VARIANTS: environment settings separated by ';', e.g. "OCTAVO_PDL=0;OCTAVO_GEMM_INPLACE_SPLITK=1".
+    # AB_VARIANTS: environment settings separated by ';', e.g. "OCTAVO_PDL=0;OCTAVO_SPLIT_K=4".
     for variant in "" ${AB_VARIANTS//;/ }; do
       step "batch-1 decode latency with ${variant:-the defaults}"
       (cd /tmp && env $variant timeout ${LATENCY_TIMEOUT:-150} python3 -m octavo bench latency --model /tmp/llama3-8b \
